@@ -1,0 +1,28 @@
+"""Finding the Hydra config folder and turning configs into plain containers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def config_dir() -> str:
+    """`conf/` of a source checkout, or the copy packed into an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parents[1] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here} or in the source checkout")
+
+
+def plain(cfg: DictConfig | Any) -> Any:
+    """Resolved plain dicts/lists: what checkpoints store, so they reload without Hydra."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def quiet_environment() -> None:
+    """Offline-friendly defaults for every entry point."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

@@ -1,0 +1,112 @@
+"""Evaluate a checkpoint: `python -m smallnet_lit.eval ckpt_path=PATH data=... split=test`.
+
+Writes metrics.json (NME, FR, AUC, per-attribute NME), predictions.jsonl (one face a line:
+points and per-point sigma in photo pixels, and its NME) and ced.png into the run dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, open_dict
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from smallnet_lit.config import config_dir, quiet_environment
+from smallnet_lit.instantiate import datamodule_from, loggers_from
+from smallnet_lit.metrics import FaceAlignmentMetrics
+from smallnet_lit.module import LandmarkModule
+from smallnet_lit.plots import plot_ced
+
+log = logging.getLogger(__name__)
+
+
+def to_photo(points: torch.Tensor, sigma: torch.Tensor, affine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map input-pixel points (B, K, 2) and sigma (B, K) back to photo pixels with the
+    (B, 2, 3) crop inverses (similarity transforms, so sigma scales by their scale)."""
+    photo = points @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+    scale = affine[:, :, :2].det().abs().sqrt()
+    return photo, sigma * scale[:, None]
+
+
+def load_model(ckpt_path: str, device: str = "cpu") -> LandmarkModule:
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    # Our own checkpoints store plain-container hyperparameters; weights_only=False
+    # because Lightning checkpoints also hold optimizer and loop state.
+    return LandmarkModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=False).eval()
+
+
+@torch.no_grad()
+def predict_split(model: LandmarkModule, loader: DataLoader, metrics: FaceAlignmentMetrics, device: str) -> list[dict]:
+    rows = []
+    for batch in tqdm(loader, desc="evaluating", unit="batch"):
+        points, sigma = model(batch["image"].to(device))
+        pred, pred_sigma = to_photo(points.cpu(), sigma.cpu(), batch["to_photo"])
+        truth, _ = to_photo(batch["points"], torch.zeros(batch["points"].shape[:2]), batch["to_photo"])
+        metrics.update(pred, truth, batch["attributes"])
+        nme = metrics.nme[-1]
+        for i, key in enumerate(batch["key"]):
+            rows.append(
+                {
+                    "image": key,
+                    "points": np.round(pred[i].numpy(), 3).tolist(),
+                    "sigma": np.round(pred_sigma[i].numpy(), 3).tolist(),
+                    "nme": round(float(nme[i]), 6),
+                }
+            )
+    return rows
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    model = load_model(cfg.ckpt_path, cfg.device)
+    with open_dict(cfg):
+        cfg.model.net.input_size = model.net.input_size
+    datamodule = datamodule_from(cfg.data)
+    if datamodule.scheme.name != model.scheme.name:
+        raise ValueError(
+            f"checkpoint {cfg.ckpt_path} predicts {model.scheme.name} landmarks but the data config gives "
+            f"{datamodule.scheme.name}: choose a matching data= config"
+        )
+    dataset = datamodule.dataset(cfg.split)
+    loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
+    metrics = FaceAlignmentMetrics(model.scheme.eye_corners, cfg.fr_threshold, datamodule.attribute_names)
+    log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)
+    rows = predict_split(model, loader, metrics, cfg.device)
+
+    result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute().items()}
+    out = Path(cfg.paths.output_dir)
+    (out / "metrics.json").write_text(
+        json.dumps({"ckpt_path": str(cfg.ckpt_path), "faces": len(rows), **result}, indent=2)
+    )
+    with open(out / "predictions.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    per_face = metrics.per_face().numpy()
+    curves = {"all": per_face}
+    if datamodule.attribute_names:
+        flags = torch.cat(metrics.attributes).numpy()
+        curves.update(
+            {n: per_face[flags[:, j] > 0] for j, n in enumerate(datamodule.attribute_names) if flags[:, j].any()}
+        )
+    plot_ced(curves, out / "ced.png", cfg.fr_threshold, title=f"CED, {cfg.split} split")
+    for logger in loggers_from(cfg.get("logger")):
+        logger.log_metrics(result)
+        logger.save()
+    log.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in result.items()))
+    log.info("wrote metrics.json, predictions.jsonl and ced.png to %s", out)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    quiet_environment()
+    main()

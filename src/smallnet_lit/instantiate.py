@@ -1,0 +1,43 @@
+"""Build the run's objects from Hydra config groups."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import lightning as L
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from smallnet_lit.config import plain
+from smallnet_lit.data.datamodule import FaceDataModule
+from smallnet_lit.module import LandmarkModule
+
+log = logging.getLogger(__name__)
+
+
+# Data-config values that the source configs interpolate (data.root, data.cache, ...);
+# the datamodule itself receives the built sources.
+SHARED_DATA_KEYS = ("on_bad_sample", "cache", "include", "exclude", "val_fraction", "split_seed")
+
+
+def datamodule_from(cfg: DictConfig) -> FaceDataModule:
+    cfg = OmegaConf.create(plain(cfg))  # resolve interpolations before dropping what they read
+    for key in SHARED_DATA_KEYS:
+        cfg.pop(key, None)
+    return hydra.utils.instantiate(cfg, _convert_="all")
+
+
+def model_from(cfg: DictConfig) -> LandmarkModule:
+    # Plain containers (not DictConfig) so the checkpoint reloads without Hydra.
+    kwargs = plain(cfg)
+    target = hydra.utils.get_class(kwargs.pop("_target_"))
+    return target(**kwargs)
+
+
+def callbacks_from(cfg: DictConfig | None) -> list[L.Callback]:
+    return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if c is not None and "_target_" in c]
+
+
+def loggers_from(cfg: DictConfig | None) -> list[Logger]:
+    return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if c is not None and "_target_" in c]

@@ -1,0 +1,79 @@
+"""The dual loss L = alpha * L_conf + beta * L_loc (DESIGN.md)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from smallnet_lit.net import HeadOutput
+
+
+def log1mexp(log_p: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(log_p)) for log_p <= 0, accurate near both ends (Maechler 2012)."""
+    log_p = log_p.clamp(max=-1e-7)
+    return torch.where(log_p > -math.log(2.0), torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+
+
+def target_cells(
+    points: torch.Tensor, stride: int, grid_hw: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For points (B, K, 2) in input pixels: the flat index of the cell holding each point
+    (B, K), the offset from that cell's centre in cell units (B, K, 2), and whether the
+    point lies inside the grid at all (B, K)."""
+    h, w = grid_hw
+    cell_xy = points / stride
+    inside = (cell_xy[..., 0] >= 0) & (cell_xy[..., 0] < w) & (cell_xy[..., 1] >= 0) & (cell_xy[..., 1] < h)
+    col = cell_xy[..., 0].floor().clamp(0, w - 1)
+    row = cell_xy[..., 1].floor().clamp(0, h - 1)
+    offset = cell_xy - torch.stack([col + 0.5, row + 0.5], dim=-1)
+    return (row * w + col).long(), offset, inside
+
+
+class DualLoss(nn.Module):
+    """alpha * L_conf + beta * L_loc.
+
+    L_conf: per landmark, p = softmax over cells, y one-hot at the ground-truth cell;
+      l = 1/2 mean_pos(-log p) + 1/2 mean_neg(-log(1 - p)).
+    L_loc: at the ground-truth cell, per axis, the Gaussian negative log-likelihood
+      (t - t_hat)^2 / (2 delta^2) + log delta, t the offset in cell units; with
+      `fixed_delta` it is the plain squared error (t - t_hat)^2 / 2 (delta = 1, no log term).
+    Both are averaged over the landmarks that lie inside the grid (and are marked valid).
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, fixed_delta: bool = False) -> None:
+        super().__init__()
+        if alpha < 0 or beta < 0 or alpha + beta == 0:
+            raise ValueError(f"loss weights must be >= 0 and not both 0, got alpha={alpha}, beta={beta}")
+        self.alpha, self.beta, self.fixed_delta = alpha, beta, fixed_delta
+
+    def forward(
+        self, out: HeadOutput, points: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b, k, h, w = out.scores.shape
+        cell, t, inside = target_cells(points, out.stride, (h, w))
+        mask = inside if valid is None else inside & valid.bool()
+        weight = mask.float()
+        n = weight.sum().clamp(min=1.0)
+
+        log_p = out.scores.flatten(2).log_softmax(-1)  # (B, K, N)
+        pos = torch.zeros_like(log_p, dtype=torch.bool).scatter_(2, cell[..., None], True)
+        nll_pos = -log_p.gather(2, cell[..., None]).squeeze(2)
+        nll_neg = -(log1mexp(log_p) * (~pos)).sum(2) / (h * w - 1)
+        conf = (0.5 * nll_pos + 0.5 * nll_neg) if h * w > 1 else nll_pos
+        loss_conf = (conf * weight).sum() / n
+
+        idx2 = cell[..., None, None].expand(b, k, 2, 1)
+        t_hat = out.offsets.flatten(3).gather(3, idx2).squeeze(3)  # (B, K, 2)
+        sq = (t - t_hat) ** 2
+        if self.fixed_delta:
+            loc = 0.5 * sq
+        else:
+            d = out.log_delta.shape[2]
+            log_delta = out.log_delta.flatten(3).gather(3, cell[..., None, None].expand(b, k, d, 1)).squeeze(3)
+            loc = sq / (2 * torch.exp(2 * log_delta)) + log_delta  # broadcasts (B,K,1) over x and y
+        loss_loc = (loc.sum(-1) * weight).sum() / n
+
+        total = self.alpha * loss_conf + self.beta * loss_loc
+        return total, {"loss_conf": loss_conf.detach(), "loss_loc": loss_loc.detach()}

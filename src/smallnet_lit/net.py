@@ -1,0 +1,193 @@
+"""SmallNet: a small fully convolutional landmark localizer (no Lightning import here).
+
+Four parts (DESIGN.md):
+1. convolution stages: plain 3x3 convs with LeakyReLU, each stage halves the resolution;
+2. local receptive-field pooling: the last `pool_levels` stages are pooled with
+   non-overlapping windows (kernel = stride) down to the head grid and concatenated;
+3. a 1x1 linear transformation to K score maps, 2K offset maps and K (or 2K) log-delta maps;
+4. a softmax over the grid cells of each score map.
+
+Decoding: centre of the most probable cell + offset * stride (or the soft-argmax
+expectation over cells). The predicted delta (a standard deviation, in pixels) is the
+per-landmark uncertainty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+LOG_DELTA_MIN, LOG_DELTA_MAX = -6.0, 3.0  # delta in cell units: [0.0025, 20]
+
+
+@dataclass
+class HeadOutput:
+    """Raw head maps. Shapes: scores (B, K, H, W), offsets (B, K, 2, H, W) as (dx, dy)
+    in cell units from the cell centre, log_delta (B, K, D, H, W) with D = 1 or 2."""
+
+    scores: torch.Tensor
+    offsets: torch.Tensor
+    log_delta: torch.Tensor
+    stride: int
+
+
+class SmallNet(nn.Module):
+    def __init__(
+        self,
+        num_points: int = 98,
+        input_size: int = 224,
+        widths: Sequence[int] = (64, 64, 128, 128, 256),
+        depths: Sequence[int] = (1, 1, 2, 2, 1),
+        pool_levels: int = 3,
+        pool: str = "max",
+        delta_per_axis: bool = False,
+        norm: bool = False,
+        negative_slope: float = 0.1,
+        decode: str = "argmax",
+    ) -> None:
+        super().__init__()
+        widths, depths = list(widths), list(depths)
+        _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode)
+        self.num_points = num_points
+        self.input_size = input_size
+        self.stride = 2 ** len(widths)
+        self.grid_size = input_size // self.stride
+        self.delta_dims = 2 if delta_per_axis else 1
+        self.decode_mode = decode
+
+        self.stages = nn.ModuleList()
+        in_ch = 3
+        for width, depth in zip(widths, depths, strict=True):
+            layers: list[nn.Module] = []
+            for i in range(depth):
+                # The first conv of a stage halves the resolution.
+                layers.append(nn.Conv2d(in_ch, width, 3, stride=2 if i == 0 else 1, padding=1, bias=not norm))
+                if norm:
+                    layers.append(nn.BatchNorm2d(width))
+                layers.append(nn.LeakyReLU(negative_slope, inplace=True))
+                in_ch = width
+            self.stages.append(nn.Sequential(*layers))
+
+        self.pool_levels = pool_levels
+        pool_cls = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
+        # Level i (counted back from the last stage) is 2**i times finer than the head grid.
+        self.pools = nn.ModuleList(
+            nn.Identity() if i == 0 else pool_cls(kernel_size=2**i, stride=2**i) for i in reversed(range(pool_levels))
+        )
+        pooled_ch = sum(widths[-pool_levels:])
+        k = num_points
+        self.head = nn.Conv2d(pooled_ch, k * (3 + self.delta_dims), kernel_size=1)
+        self._init_weights(negative_slope)
+
+    def _init_weights(self, negative_slope: float) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, a=negative_slope, mode="fan_out", nonlinearity="leaky_relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        # Start the head near "uniform scores, zero offsets, delta of one cell".
+        nn.init.normal_(self.head.weight, std=1e-3)
+
+    def forward_maps(self, images: torch.Tensor) -> HeadOutput:
+        if images.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(
+                f"SmallNet expects {self.input_size}x{self.input_size} inputs, got {tuple(images.shape[-2:])}"
+            )
+        features = []
+        x = images
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        pooled = [pool(f) for pool, f in zip(self.pools, features[-self.pool_levels :], strict=True)]
+        maps = self.head(torch.cat(pooled, dim=1))
+        b, _, h, w = maps.shape
+        k = self.num_points
+        scores, offsets, log_delta = torch.split(maps, [k, 2 * k, self.delta_dims * k], dim=1)
+        return HeadOutput(
+            scores=scores,
+            offsets=offsets.reshape(b, k, 2, h, w),
+            log_delta=log_delta.reshape(b, k, self.delta_dims, h, w).clamp(LOG_DELTA_MIN, LOG_DELTA_MAX),
+            stride=self.stride,
+        )
+
+    def decode(self, out: HeadOutput, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return points (B, K, 2) and sigma (B, K) in input pixels, and the peak
+        probability (B, K) of each landmark's cell distribution."""
+        mode = mode or self.decode_mode
+        b, k, h, w = out.scores.shape
+        prob = out.scores.flatten(2).softmax(-1)  # (B, K, H*W)
+        cell_centres = _cell_centres(h, w, out.scores.device)  # (H*W, 2) in cell units
+        offsets = out.offsets.flatten(3).transpose(2, 3)  # (B, K, H*W, 2)
+        delta = out.log_delta.exp().mean(2).flatten(2)  # (B, K, H*W), isotropic summary
+        peak, best = prob.max(-1)
+        if mode == "argmax":
+            idx = best[..., None, None].expand(b, k, 1, 2)
+            pos = cell_centres[best] + offsets.gather(2, idx).squeeze(2)
+            sigma = delta.gather(2, best[..., None]).squeeze(2)
+        elif mode == "soft":
+            pos = (prob[..., None] * (cell_centres + offsets)).sum(2)
+            sigma = (prob * delta).sum(2)
+        else:
+            raise ValueError(f"decode must be 'argmax' or 'soft', got {mode!r}")
+        return pos * out.stride, sigma * out.stride, peak
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points (B, K, 2) in input pixels and per-point sigma (B, K) in pixels."""
+        points, sigma, _ = self.decode(self.forward_maps(images))
+        return points, sigma
+
+
+def _cell_centres(h: int, w: int, device: torch.device) -> torch.Tensor:
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32) + 0.5,
+        torch.arange(w, device=device, dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
+    return torch.stack([xs, ys], dim=-1).reshape(h * w, 2)
+
+
+def _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode) -> None:
+    if num_points < 1:
+        raise ValueError(f"num_points must be positive, got {num_points}")
+    if not widths or any(w < 1 for w in widths):
+        raise ValueError(f"widths must be a non-empty list of positive channel counts, got {widths}")
+    if len(depths) != len(widths) or any(d < 1 for d in depths):
+        raise ValueError(f"depths must give a positive conv count for each of the {len(widths)} stages, got {depths}")
+    stride = 2 ** len(widths)
+    if input_size % stride:
+        raise ValueError(
+            f"input_size {input_size} must be a multiple of the head stride {stride} ({len(widths)} stages)"
+        )
+    if not 1 <= pool_levels <= len(widths):
+        raise ValueError(f"pool_levels must be between 1 and {len(widths)}, got {pool_levels}")
+    if pool not in ("max", "avg"):
+        raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
+    if decode not in ("argmax", "soft"):
+        raise ValueError(f"decode must be 'argmax' or 'soft', got {decode!r}")
+
+
+def count_macs(net: SmallNet) -> int:
+    """Multiply-accumulates of one forward pass at the net's input size (convs only;
+    pooling and activations are negligible)."""
+    macs = 0
+
+    def hook(module: nn.Conv2d, _inp, out: torch.Tensor) -> None:
+        nonlocal macs
+        k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        macs += k * out.shape[1] * out.shape[2] * out.shape[3]
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            net.forward_maps(torch.zeros(1, 3, net.input_size, net.input_size))
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from smallnet_lit.loss import DualLoss, log1mexp, target_cells
+from smallnet_lit.net import HeadOutput
+
+
+def head(scores, offsets=None, log_delta=None, stride=10):
+    """A 1-image, 1-landmark head over an h x w grid."""
+    scores = torch.tensor(scores, dtype=torch.float32)[None, None]
+    h, w = scores.shape[-2:]
+    offsets = torch.zeros(1, 1, 2, h, w) if offsets is None else offsets
+    log_delta = torch.zeros(1, 1, 1, h, w) if log_delta is None else log_delta
+    return HeadOutput(scores, offsets, log_delta, stride)
+
+
+def test_target_cells_index_offset_and_inside():
+    pts = torch.tensor([[[25.0, 5.0], [-1.0, 3.0], [9.99, 19.0]]])
+    cell, offset, inside = target_cells(pts, stride=10, grid_hw=(2, 3))
+    assert cell.tolist() == [[2, 0, 3]]
+    torch.testing.assert_close(offset[0, 0], torch.tensor([0.0, 0.0]))
+    torch.testing.assert_close(offset[0, 2], torch.tensor([0.499, 0.4]))
+    assert inside.tolist() == [[True, False, True]]
+
+
+def test_confidence_loss_on_uniform_scores_is_log2_for_two_cells():
+    # p = [0.5, 0.5]: 1/2 * -log 0.5 + 1/2 * -log(1 - 0.5) = log 2
+    _, parts = DualLoss()(head([[0.0, 0.0]]), torch.tensor([[[5.0, 5.0]]]))
+    assert parts["loss_conf"].item() == pytest.approx(math.log(2), abs=1e-6)
+    assert parts["loss_loc"].item() == pytest.approx(0.0, abs=1e-6)  # t = t_hat = 0, delta = 1
+
+
+def test_confidence_loss_hand_computed_for_four_cells():
+    scores = [[1.0, 2.0], [0.0, -1.0]]
+    p = torch.tensor([1.0, 2.0, 0.0, -1.0]).softmax(0)
+    # ground truth in cell 2 (row 1, col 0)
+    expected = 0.5 * -math.log(p[2]) + 0.5 * -(math.log(1 - p[0]) + math.log(1 - p[1]) + math.log(1 - p[3])) / 3
+    _, parts = DualLoss()(head(scores), torch.tensor([[[5.0, 15.0]]]))
+    assert parts["loss_conf"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_location_loss_is_gaussian_nll_with_predicted_delta():
+    # t = (0.25, -0.25) cell units, t_hat = 0, delta = 0.5:
+    # per axis 0.0625 / (2 * 0.25) + log 0.5; summed over x and y.
+    log_delta = torch.full((1, 1, 1, 1, 2), math.log(0.5))
+    pts = torch.tensor([[[7.5, 2.5]]])  # cell 0 centre (5, 5) + (2.5, -2.5) px at stride 10
+    _, parts = DualLoss()(head([[0.0, 0.0]], log_delta=log_delta), pts)
+    assert parts["loss_loc"].item() == pytest.approx(2 * (0.125 + math.log(0.5)), rel=1e-5)
+
+
+def test_fixed_delta_is_half_squared_error():
+    offsets = torch.zeros(1, 1, 2, 1, 2)
+    offsets[0, 0, :, 0, 1] = torch.tensor([0.1, 0.3])
+    pts = torch.tensor([[[15.0, 5.0]]])  # cell 1 centre, t = 0
+    _, parts = DualLoss(fixed_delta=True)(head([[0.0, 0.0]], offsets=offsets), pts)
+    assert parts["loss_loc"].item() == pytest.approx(0.5 * (0.01 + 0.09), rel=1e-5)
+
+
+def test_total_is_weighted_sum_and_invalid_points_are_ignored():
+    out = head([[0.3, -0.2]], log_delta=torch.full((1, 1, 1, 1, 2), -0.5))
+    pts = torch.tensor([[[7.0, 3.0]]])
+    total, parts = DualLoss(alpha=2.0, beta=0.5)(out, pts)
+    assert total.item() == pytest.approx(2.0 * parts["loss_conf"].item() + 0.5 * parts["loss_loc"].item(), rel=1e-6)
+    total_masked, _ = DualLoss()(out, pts, valid=torch.tensor([[False]]))
+    assert total_masked.item() == 0.0
+
+
+@pytest.mark.parametrize(("error", "delta", "direction"), [(0.45, 0.1, "grow"), (0.05, 0.5, "shrink")])
+def test_gradient_moves_delta_toward_the_error(error, delta, direction):
+    log_delta = torch.full((1, 1, 1, 1, 1), math.log(delta), requires_grad=True)
+    out = HeadOutput(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 2, 1, 1), log_delta, stride=10)
+    pts = torch.tensor([[[5.0 + 10 * error, 5.0]]])
+    total, _ = DualLoss(alpha=0.0, beta=1.0)(out, pts)
+    total.backward()
+    # gradient descent steps against the gradient: negative gradient -> delta grows
+    assert (log_delta.grad.item() < 0) == (direction == "grow")
+
+
+def test_log1mexp_is_accurate_at_both_ends():
+    lp = torch.tensor([-1e-6, -0.5, -30.0], dtype=torch.float64)
+    expected = torch.tensor(
+        [math.log(-math.expm1(-1e-6)), math.log(1 - math.exp(-0.5)), math.log1p(-math.exp(-30))], dtype=torch.float64
+    )
+    torch.testing.assert_close(log1mexp(lp), expected, rtol=1e-4, atol=0)
+
+
+def test_bad_weights_are_rejected():
+    with pytest.raises(ValueError, match="loss weights"):
+        DualLoss(alpha=-1.0)

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+from smallnet_lit.metrics import FaceAlignmentMetrics, auc, ced_curve, failure_rate, nme_per_face
+
+
+def faces():
+    # eye corners are points 0 and 1, 10 px apart
+    target = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [5.0, 5.0]], [[0.0, 0.0], [20.0, 0.0], [10.0, 10.0]]])
+    pred = target.clone()
+    pred[0, 0] += torch.tensor([0.3, 0.4])  # error 0.5
+    pred[0, 2] += torch.tensor([1.0, 0.0])  # error 1.0 -> face 0: (0.5 + 0 + 1) / 3 / 10 = 0.05
+    pred[1, 1] += torch.tensor([0.0, 9.0])  # error 9 -> face 1: 9 / 3 / 20 = 0.15
+    return pred, target
+
+
+def test_nme_is_mean_point_error_over_interocular_distance():
+    pred, target = faces()
+    torch.testing.assert_close(nme_per_face(pred, target, (0, 1)), torch.tensor([0.05, 0.15]))
+
+
+def test_failure_rate_and_auc_hand_computed():
+    nme = torch.tensor([0.05, 0.15])
+    assert failure_rate(nme).item() == pytest.approx(0.5)
+    # CED: 0 below 0.05, 1/2 from 0.05 to 0.10 -> area 0.025, / 0.10 = 0.25
+    assert auc(nme).item() == pytest.approx(0.25)
+
+
+def test_exact_auc_matches_a_fine_numerical_integral_of_the_ced():
+    nme = np.random.default_rng(0).gamma(2.0, 0.02, 500)
+    x, y = ced_curve(nme, 0.10, steps=100001)
+    numeric = np.trapezoid(y, x) / 0.10
+    assert auc(torch.tensor(nme)).item() == pytest.approx(numeric, abs=1e-4)
+
+
+def test_metric_object_accumulates_batches_and_attribute_subsets():
+    pred, target = faces()
+    m = FaceAlignmentMetrics((0, 1), attribute_names=("pose", "blur"))
+    m.update(pred[:1], target[:1], torch.tensor([[1.0, 0.0]]))
+    m.update(pred[1:], target[1:], torch.tensor([[1.0, 0.0]]))
+    out = m.compute()
+    assert out["nme"].item() == pytest.approx(0.10)
+    assert out["fr"].item() == pytest.approx(0.5)
+    assert out["auc"].item() == pytest.approx(0.25)
+    assert out["nme_pose"].item() == pytest.approx(0.10)
+    assert torch.isnan(out["nme_blur"])  # no blurred face: not a zero error
+
+
+def test_coincident_eye_corners_are_an_error():
+    t = torch.zeros(1, 3, 2)
+    with pytest.raises(ValueError, match="inter-ocular distance is zero"):
+        nme_per_face(t, t, (0, 1))

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from smallnet_lit.net import HeadOutput, SmallNet, count_macs, count_params
+
+
+def test_output_shapes_and_grid():
+    net = SmallNet(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1])
+    out = net.forward_maps(torch.randn(2, 3, 64, 64))
+    assert out.scores.shape == (2, 68, 8, 8) and out.stride == 8
+    assert out.offsets.shape == (2, 68, 2, 8, 8) and out.log_delta.shape == (2, 68, 1, 8, 8)
+    points, sigma = net(torch.randn(2, 3, 64, 64))
+    assert points.shape == (2, 68, 2) and sigma.shape == (2, 68) and (sigma > 0).all()
+
+
+def test_argmax_decoding_is_cell_centre_plus_offset_times_stride():
+    net = SmallNet(num_points=1, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1])
+    scores = torch.zeros(1, 1, 8, 8)
+    scores[0, 0, 2, 5] = 10.0  # row 2, col 5
+    offsets = torch.zeros(1, 1, 2, 8, 8)
+    offsets[0, 0, :, 2, 5] = torch.tensor([0.25, -0.5])
+    log_delta = torch.full((1, 1, 1, 8, 8), -1.0)
+    points, sigma, peak = net.decode(HeadOutput(scores, offsets, log_delta, 8))
+    torch.testing.assert_close(points[0, 0], torch.tensor([(5.5 + 0.25) * 8, (2.5 - 0.5) * 8]))
+    torch.testing.assert_close(sigma[0, 0], torch.exp(torch.tensor(-1.0)) * 8)
+    assert peak.item() > 0.99
+
+
+def test_soft_decoding_averages_over_cells():
+    net = SmallNet(num_points=1, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], decode="soft")
+    scores = torch.full((1, 1, 8, 8), -1e4)
+    scores[0, 0, 0, 0] = scores[0, 0, 0, 1] = 0.0  # half the mass in each of two cells
+    out = HeadOutput(scores, torch.zeros(1, 1, 2, 8, 8), torch.zeros(1, 1, 1, 8, 8), 8)
+    points, _, _ = net.decode(out)
+    torch.testing.assert_close(points[0, 0], torch.tensor([8.0, 4.0]))
+
+
+@pytest.mark.parametrize("num_points", [98, 68])
+def test_default_model_stays_small(num_points):
+    net = SmallNet(num_points=num_points)
+    assert net.grid_size == 7
+    assert count_params(net) <= 1.5e6
+    assert count_macs(net) <= 0.5e9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(input_size=100), "multiple of the head stride"),
+        (dict(widths=[8, 16], depths=[1]), "depths must give"),
+        (dict(pool="median"), "pool must be"),
+        (dict(pool_levels=9), "pool_levels"),
+        (dict(num_points=0), "num_points"),
+    ],
+)
+def test_bad_configs_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SmallNet(**kwargs)
+
+
+def test_wrong_input_size_names_the_expected_size():
+    with pytest.raises(ValueError, match="expects 64x64"):
+        SmallNet(input_size=64, widths=[8, 16, 16], depths=[1, 1, 1])(torch.zeros(1, 3, 96, 96))
+
+
+def test_network_has_no_lightning_dependency():
+    import smallnet_lit.net as net_module
+
+    source = Path(net_module.__file__).read_text()
+    assert "lightning" not in source.replace("Lightning import", "")

@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, InstantiationException
+from omegaconf import open_dict
+
+from smallnet_lit.config import config_dir
+from smallnet_lit.eval import evaluate, load_model
+from smallnet_lit.train import train
+from tests.conftest import SHARED_DATA, write_ibug
+
+EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+
+
+def data_overrides(experiment: str, tmp_path: Path) -> list[str]:
+    """Point experiments that read files at generated data of their format."""
+    from tests.conftest import write_wflw
+
+    data = experiment_data(experiment)
+    if data == "wflw":
+        return [f"data.root={write_wflw(tmp_path / 'WFLW', 6, 4)}"]
+    if data == "ibug300w":
+        return [f"data.root={write_ibug(tmp_path / '300w', 6, 2)}", "data.val_fraction=0.3"]
+    return ["data.train.num_faces=8", "data.val.num_faces=4", "data.test.num_faces=4"]
+
+
+def experiment_data(experiment: str) -> str:
+    text = (Path(config_dir()) / "experiment" / f"{experiment}.yaml").read_text()
+    for name in ("wflw", "ibug300w"):
+        if f"override /data: {name}" in text:
+            return name
+    return "synthetic"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(make_cfg, experiment):
+    cfg = make_cfg([f"+experiment={experiment}"], tiny=False)
+    assert cfg.model.net.num_points == cfg.data.num_points
+    assert cfg.model.scheme == cfg.data.scheme
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_fast_dev_run(make_cfg, tmp_path, experiment):
+    cfg = make_cfg([f"+experiment={experiment}", "debug=fdr", *data_overrides(experiment, tmp_path)])
+    metrics = train(cfg)
+    assert "val/nme" in metrics and "test/nme" in metrics
+
+
+def test_unknown_experiment_is_a_clear_error(make_cfg):
+    with pytest.raises(ConfigCompositionException, match="experiment/nope"):
+        make_cfg(["+experiment=nope"])
+
+
+def test_negative_learning_rate_is_a_clear_error(make_cfg):
+    cfg = make_cfg(["debug=fdr", "model.optimizer.lr=-0.1", "data.train.num_faces=8", "data.val.num_faces=4"])
+    with pytest.raises(ValueError, match="Invalid learning rate: -0.1"):
+        train(cfg)
+
+
+def test_mismatched_points_are_a_clear_error(make_cfg):
+    cfg = make_cfg(["data.num_points=68"])
+    with pytest.raises(InstantiationException, match="data.num_points=68 but the data has 98"):
+        train(cfg)
+
+
+def test_unknown_config_key_is_rejected(make_cfg):
+    with pytest.raises(ConfigCompositionException, match="widht"):
+        make_cfg(["model.net.widht=3"])
+
+
+@pytest.mark.slow
+def test_short_training_lowers_nme_and_checkpoint_reloads_identically(make_cfg, tmp_path):
+    cfg = make_cfg(
+        [
+            "model/optimizer=adamw",
+            "model.optimizer.lr=0.003",
+            "data.train.num_faces=256",
+            "data.val.num_faces=64",
+            "data.test.num_faces=32",
+            "data.batch_size=16",
+            "trainer.max_epochs=6",
+            "model.net.widths=[16,32,32]",
+        ]
+    )
+    metrics = train(cfg)
+    rows = [line.split(",") for line in (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    nme = [float(r[header.index("val/nme")]) for r in rows if r[header.index("val/nme")]]
+    assert len(nme) == 6
+    assert nme[-1] < 0.85 * nme[0], f"val NME did not fall: {nme}"
+    assert metrics["val/nme_best"] == pytest.approx(min(nme), rel=1e-5)
+
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    model = load_model(str(ckpt))
+    images = torch.randn(3, 3, 64, 64)
+    trained = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    again = load_model(str(ckpt))
+    p1, s1 = model(images)
+    p2, s2 = again(images)
+    torch.testing.assert_close(p1, p2, rtol=0, atol=0)
+    torch.testing.assert_close(s1, s2, rtol=0, atol=0)
+    assert set(trained) == set(model.state_dict())
+
+    # evaluation of the checkpoint writes the three outputs and matches the test metric
+    ecfg = make_cfg([f"ckpt_path={ckpt}", "data.test.num_faces=32"], name="eval", tiny=False)
+    with open_dict(ecfg):
+        ecfg.paths.output_dir = str(tmp_path / "eval")
+    (tmp_path / "eval").mkdir()
+    result = evaluate(ecfg)
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["faces"] == 32 and written["test/nme"] == pytest.approx(result["test/nme"])
+    lines = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert len(lines) == 32 and len(first["points"]) == 98 and len(first["sigma"]) == 98
+    assert (tmp_path / "eval" / "ced.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_train_and_evaluate_on_real_300w_and_wflw_sample(make_cfg, tmp_path):
+    cfg = make_cfg(
+        [
+            "data=ibug300w",
+            f"data.root={SHARED_DATA / '300w-train'}",
+            "data.include=[afw/**]",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=5",
+            "test=false",
+        ]
+    )
+    metrics = train(cfg)
+    assert 0 < metrics["val/nme"] < 10
+    split = json.loads((tmp_path / "run" / "data_split.json").read_text())
+    assert split["train"] and split["val"] and not set(split["train"]) & set(split["val"])
