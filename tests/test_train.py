@@ -135,3 +135,54 @@ def test_train_and_evaluate_on_real_300w_and_wflw_sample(make_cfg, tmp_path):
     assert 0 < metrics["val/nme"] < 10
     split = json.loads((tmp_path / "run" / "data_split.json").read_text())
     assert split["train"] and split["val"] and not set(split["train"]) & set(split["val"])
+
+    out = tmp_path / "eval300w"
+    out.mkdir()
+    ecfg = make_cfg(
+        [
+            f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+            "data=ibug300w",
+            "split=val",
+            f"data.root={SHARED_DATA / '300w-train'}",
+            "data.include=[afw/**]",
+            f"data.cache.dir={tmp_path / 'c'}",
+        ],
+        name="eval",
+        tiny=False,
+    )
+    with open_dict(ecfg):
+        ecfg.paths.output_dir = str(out)
+    result = evaluate(ecfg)
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == len(split["val"]) or result["val/nme"] > 0
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_evaluate_on_the_real_wflw_sample(make_cfg, tmp_path):
+    cfg = make_cfg(
+        ["trainer.max_steps=2", "trainer.max_epochs=1", "data.train.num_faces=8", "data.val.num_faces=4", "test=false"]
+    )
+    train(cfg)
+    out = tmp_path / "eval"
+    out.mkdir()
+    ecfg = make_cfg(
+        [
+            f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+            "data=wflw",
+            "split=test",
+            f"data.root={SHARED_DATA / 'wflw-sample'}",
+            f"data.cache.dir={tmp_path / 'c'}",
+        ],
+        name="eval",
+        tiny=False,
+    )
+    with open_dict(ecfg):
+        ecfg.paths.output_dir = str(out)
+    result = evaluate(ecfg)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["image"] for r in rows} == {
+        "36--Football/36_Football_americanfootball_ball_36_415.jpg",
+        "7--Cheering/7_Cheering_Cheering_7_16.jpg",
+    }
+    assert len(rows[0]["points"]) == 98
+    assert "test/nme_pose" in result and (out / "ced.png").is_file()

@@ -53,7 +53,8 @@ def predict_split(model: LandmarkModule, loader: DataLoader, metrics: FaceAlignm
         for i, key in enumerate(batch["key"]):
             rows.append(
                 {
-                    "image": key,
+                    "image": key.split("#")[0],
+                    "face": key,
                     "points": np.round(pred[i].numpy(), 3).tolist(),
                     "sigma": np.round(pred_sigma[i].numpy(), 3).tolist(),
                     "nme": round(float(nme[i]), 6),
@@ -66,7 +67,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = load_model(cfg.ckpt_path, cfg.device)
     with open_dict(cfg):
         cfg.model.net.input_size = model.net.input_size
-    datamodule = datamodule_from(cfg.data)
+    datamodule = datamodule_from(cfg.data, only_split=cfg.split)
     if datamodule.scheme.name != model.scheme.name:
         raise ValueError(
             f"checkpoint {cfg.ckpt_path} predicts {model.scheme.name} landmarks but the data config gives "

@@ -21,10 +21,16 @@ log = logging.getLogger(__name__)
 SHARED_DATA_KEYS = ("on_bad_sample", "cache", "include", "exclude", "val_fraction", "split_seed")
 
 
-def datamodule_from(cfg: DictConfig) -> FaceDataModule:
+def datamodule_from(cfg: DictConfig, only_split: str | None = None) -> FaceDataModule:
+    """The DataModule of a data config; with `only_split`, the other splits' sources are
+    not built (evaluation needs no training list on disk)."""
     cfg = OmegaConf.create(plain(cfg))  # resolve interpolations before dropping what they read
     for key in SHARED_DATA_KEYS:
         cfg.pop(key, None)
+    if only_split is not None:
+        for split in ("train", "val", "test"):
+            if split != only_split:
+                cfg[split] = None
     return hydra.utils.instantiate(cfg, _convert_="all")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
 from smallnet_lit.landmarks import get_scheme
@@ -79,6 +80,11 @@ class LandmarkModule(L.LightningModule):
         self.val_nme_best.update(result["nme"])
         self.log_dict({f"val/{k}": v for k, v in result.items()}, prog_bar=True)
         self.log("val/nme_best", self.val_nme_best.compute())
+        if not self.trainer.sanity_checking:
+            rank_zero_info(
+                f"epoch {self.current_epoch}: val NME {result['nme']:.4f}, FR@{self.hparams.fr_threshold:g} "
+                f"{result['fr']:.3f}, AUC {result['auc']:.4f} (best NME {self.val_nme_best.compute():.4f})"
+            )
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics.reset()

@@ -30,7 +30,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    if cfg.get("test"):
+    if cfg.get("test") and datamodule.sources["test"] is None:
+        log.info("no test split in this data config: skipping the test run")
+    elif cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         log.info("testing %s", best or "the final weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)

@@ -1,0 +1,28 @@
+"""Parameter count and MACs of the configured SmallNet:
+`python -m smallnet_lit.stats [+experiment=NAME] [model.net.input_size=256 ...]`."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from smallnet_lit.config import config_dir, plain
+from smallnet_lit.net import SmallNet, count_macs, count_params
+
+
+def describe(net_kwargs: dict) -> str:
+    net = SmallNet(**net_kwargs)
+    return (
+        f"SmallNet: {net.num_points} points, input {net.input_size}x{net.input_size}, "
+        f"head grid {net.grid_size}x{net.grid_size} (stride {net.stride}), "
+        f"{count_params(net) / 1e6:.3f} M parameters, {count_macs(net) / 1e9:.3f} GMACs per face"
+    )
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def main(cfg: DictConfig) -> None:
+    print(describe(plain(cfg.model.net)))
+
+
+if __name__ == "__main__":
+    main()
