@@ -1,5 +1,7 @@
 """Training-loader throughput, with and without the crop cache:
-`python -m smallnet_lit.bench_loader data=ibug300w [batches=20] [data.num_workers=2]`.
+`python -m smallnet_lit.bench_loader data=ibug300w [+batches=20] [data.num_workers=2]`.
+
+Small sets can be drawn with replacement: data.train_samples_per_epoch=1000.
 
 Prints images/s for each setting; the first pass over a new cache (building it) is
 reported separately from reading it."""
@@ -16,8 +18,8 @@ from smallnet_lit.instantiate import datamodule_from
 
 
 def images_per_second(cfg: DictConfig, batches: int) -> float:
-    dm = datamodule_from(cfg.data)
-    loader = dm._loader(dm.dataset("train"), shuffle=True, drop_last=True)
+    dm = datamodule_from(cfg.data, only_split="train")
+    loader = dm.train_dataloader()
     it = iter(loader)
     next(it)  # worker start-up is not throughput
     start, n = time.perf_counter(), 0
@@ -45,7 +47,7 @@ def main(cfg: DictConfig) -> None:
         with open_dict(cfg):
             cfg.data.cache.dir = saved
         t = time.perf_counter()
-        datamodule_from(cfg.data)
+        datamodule_from(cfg.data, only_split="train")
         print(f"cache ready in {time.perf_counter() - t:.1f} s (built now, or found from an earlier run)")
     results["cached crops" if "cache" in cfg.data else "rendered on the fly"] = images_per_second(cfg, batches)
     for name, ips in results.items():

@@ -1,0 +1,74 @@
+"""Jitter and lag of video smoothing on a synthetic clip with known truth:
+
+    python -m smallnet_lit.bench_smoothing --model CKPT [--frames 120]
+
+One synthetic face (drawn by smallnet_lit.data.synthetic, with per-frame sensor noise and
+JPEG compression) holds still for the first half
+of the clip, then moves (translation and rotation). Each frame is predicted from the true
+landmark box (detection is left out), then smoothed. Reported per smoother:
+- jitter: mean frame-to-frame movement of the prediction while the face is still (pixels);
+- still NME and moving NME: mean inter-ocular NME against the truth in each half (lag
+  shows up as a higher moving NME)."""
+
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+
+from smallnet_lit.data.synthetic import render_face
+from smallnet_lit.landmarks import WFLW98_TO_IBUG68
+from smallnet_lit.predictor import LandmarkPredictor
+from smallnet_lit.smoothing import SMOOTHERS, make_smoother
+
+
+def clip(frames: int, size: int = 256, seed: int = 7) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    image, points = render_face(rng, size)
+    images, truths = [], []
+    for t in range(frames):
+        s = max(0, t - frames // 2) / (frames // 2)  # still, then a smooth move
+        angle, shift = 20 * np.sin(np.pi * s), np.array([40 * np.sin(2 * np.pi * s), 15 * s])
+        m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+        m[:, 2] += shift
+        frame = cv2.warpAffine(image, m, (size, size), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        frame += rng.normal(0, 4, frame.shape)  # sensor noise: still frames are not identical
+        _, jpeg = cv2.imencode(".jpg", frame.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        images.append(cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED))
+        truths.append(points @ m[:, :2].T + m[:, 2])
+    return images, truths
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="smallnet-bench-smoothing", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--frames", type=int, default=120)
+    p.add_argument("--fps", type=float, default=30.0)
+    args = p.parse_args(argv)
+    predictor = LandmarkPredictor(args.model)
+    images, truths = clip(args.frames)
+    if predictor.scheme.num_points == 68:
+        truths = [t[WFLW98_TO_IBUG68] for t in truths]
+    raw = []
+    for image, truth in zip(images, truths, strict=True):
+        raw.append(predictor.predict(image, np.concatenate([truth.min(0), truth.max(0)])[None])[0])
+    left, right = predictor.scheme.eye_corners
+    half = args.frames // 2
+    print(f"{args.frames} frames at {args.fps:g} fps, still for {half}, then moving; model {args.model}")
+    print(f"{'smoothing':>10}  {'jitter (px/frame)':>17}  {'still NME':>9}  {'moving NME':>10}")
+    for name in SMOOTHERS:
+        smoother = make_smoother(name)
+        preds = [smoother(f.points, 1 / args.fps, f.sigma) if smoother else f.points for f in raw]
+        nme = [
+            np.linalg.norm(pr - t, axis=1).mean() / np.linalg.norm(t[left] - t[right])
+            for pr, t in zip(preds, truths, strict=True)
+        ]
+        jitter = np.mean(
+            [np.linalg.norm(b - a, axis=1).mean() for a, b in zip(preds[5:half], preds[6:half], strict=False)]
+        )
+        print(f"{name:>10}  {jitter:17.3f}  {np.mean(nme[5:half]):9.4f}  {np.mean(nme[half:]):10.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""CPU speed of SmallNet, per input size: single-face latency (batch 1, one thread) in
+PyTorch and ONNX Runtime, and throughput at batch 32 (all threads).
+
+    python -m smallnet_lit.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200]
+
+Without --model, the default 68-point configuration is timed with random weights (speed
+does not depend on the weights). Network only: cropping and detection are not included."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smallnet_lit.export import Deployable, export_onnx
+from smallnet_lit.net import SmallNet, count_macs, count_params
+
+
+def _time(fn, repeats: int) -> list[float]:
+    for _ in range(max(5, repeats // 10)):  # warm-up
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def bench(net_kwargs: dict, size: int, repeats: int, state_dict=None) -> dict:
+    net = SmallNet(**{**net_kwargs, "input_size": size}).eval()
+    if state_dict is not None:
+        net.load_state_dict(state_dict)
+    model = Deployable(net)
+    x1 = torch.randn(1, 3, size, size)
+    x32 = torch.randn(32, 3, size, size)
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(net, Path(tmp) / "m.onnx", "ibug68" if net.num_points == 68 else "wflw98")
+        one = ort.SessionOptions()
+        one.intra_op_num_threads = one.inter_op_num_threads = 1
+        s1 = ort.InferenceSession(str(path), one, providers=["CPUExecutionProvider"])
+        sall = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        threads = torch.get_num_threads()
+        with torch.inference_mode():
+            torch.set_num_threads(1)
+            pt1 = _time(lambda: model(x1), repeats)
+            torch.set_num_threads(threads)
+            pt32 = _time(lambda: model(x32), max(10, repeats // 10))
+        ort1 = _time(lambda: s1.run(None, {"image": x1.numpy()}), repeats)
+        ort32 = _time(lambda: sall.run(None, {"image": x32.numpy()}), max(10, repeats // 10))
+    ms = lambda t: 1000 * statistics.median(t)  # noqa: E731
+    return {
+        "size": size,
+        "params_m": count_params(net) / 1e6,
+        "gmacs": count_macs(net) / 1e9,
+        "torch_b1_1t_ms": ms(pt1),
+        "ort_b1_1t_ms": ms(ort1),
+        "torch_b32_fps": 32 / statistics.median(pt32),
+        "ort_b32_fps": 32 / statistics.median(ort32),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="smallnet-bench-speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, help="checkpoint whose architecture (and weights) to time")
+    p.add_argument("--sizes", type=int, nargs="+", help="input sizes (default: the model's, or 128 160 224)")
+    p.add_argument("--repeats", type=int, default=200)
+    args = p.parse_args(argv)
+    state = None
+    if args.model:
+        from smallnet_lit.eval import load_model
+
+        module = load_model(str(args.model))
+        kwargs, state = dict(module.hparams.net), module.net.state_dict()
+        sizes = args.sizes or [module.net.input_size]
+    else:
+        kwargs = {"num_points": 68, "widths": [32, 64, 128, 256], "depths": [1, 2, 2, 2], "norm": True}
+        sizes = args.sizes or [128, 160, 224]
+    print(
+        f"CPU: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"onnxruntime {__import__('onnxruntime').__version__}, numpy {np.__version__}"
+    )
+    print(f"net: {kwargs}")
+    print("size  params  GMACs  torch b1 1-thread  ORT b1 1-thread  torch b32  ORT b32")
+    for size in sizes:
+        r = bench(kwargs, size, args.repeats, state if size == (sizes[0] if args.model else -1) else None)
+        print(
+            f"{r['size']:>4}  {r['params_m']:5.2f}M  {r['gmacs']:5.3f}  {r['torch_b1_1t_ms']:14.2f} ms  "
+            f"{r['ort_b1_1t_ms']:12.2f} ms  {r['torch_b32_fps']:6.0f}/s  {r['ort_b32_fps']:6.0f}/s"
+        )
+
+
+if __name__ == "__main__":
+    main()

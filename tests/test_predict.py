@@ -1,0 +1,215 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from smallnet_lit.data.faces import CropConfig, FaceDataset
+from smallnet_lit.data.synthetic import SyntheticFaces, render_face
+from smallnet_lit.detect import read_boxes, to_landmark_box
+from smallnet_lit.export import Deployable, export_onnx, export_torchscript
+from smallnet_lit.landmarks import WFLW98_TO_IBUG68
+from smallnet_lit.module import LandmarkModule
+from smallnet_lit.predict import main as predict_main
+from smallnet_lit.predictor import LandmarkPredictor
+from smallnet_lit.smoothing import OneEuroFilter, SigmaFilter
+from tests.conftest import SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A 68-point SmallNet after a few steps on synthetic faces (weights need not be good)."""
+    out = tmp_path_factory.mktemp("ckpt")
+    model = LandmarkModule(
+        net=dict(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1]),
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
+        scheme="ibug68",
+    )
+    ds = FaceDataset(SyntheticFaces(16, scheme="ibug68"), 64, CropConfig())
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(model, DataLoader(ds, batch_size=8))
+    trainer.save_checkpoint(out / "tiny.ckpt")
+    return out / "tiny.ckpt"
+
+
+def synthetic_photo(path: Path, seed: int = 0, size: int = 200) -> np.ndarray:
+    image, points = render_face(np.random.default_rng(seed), size)
+    cv2.imwrite(str(path), image[..., ::-1])
+    return points[WFLW98_TO_IBUG68]
+
+
+def test_exports_match_pytorch(checkpoint, tmp_path):
+    from smallnet_lit.eval import load_model
+
+    net = load_model(str(checkpoint)).net
+    onnx_path = export_onnx(net, tmp_path / "m.onnx", "ibug68")
+    ts_path = export_torchscript(net, tmp_path / "m.pt")
+    ds = FaceDataset(SyntheticFaces(3, scheme="ibug68", seed=9), 64, CropConfig())
+    real = torch.stack([ds[i]["image"] for i in range(3)])
+    for x in (real, torch.randn(5, 3, 64, 64)):  # batch sizes other than the export example
+        ref = [t.detach().numpy() for t in Deployable(net)(x)]
+        onnx_out = ort.InferenceSession(str(onnx_path)).run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            ts_out = [t.numpy() for t in torch.jit.load(str(ts_path))(x)]
+        for r, o, t in zip(ref, onnx_out, ts_out, strict=True):
+            np.testing.assert_allclose(o, r, atol=1e-4, rtol=0)
+            np.testing.assert_allclose(t, r, atol=1e-4, rtol=0)
+
+
+def test_predictor_maps_points_to_photo_pixels_with_torch_and_onnx(checkpoint, tmp_path):
+    truth = synthetic_photo(tmp_path / "a.jpg")
+    image = cv2.imread(str(tmp_path / "a.jpg"))[..., ::-1].copy()
+    box = np.concatenate([truth.min(0), truth.max(0)])[None]
+    faces = LandmarkPredictor(checkpoint).predict(image, box)
+    assert len(faces) == 1 and faces[0].points.shape == (68, 2) and (faces[0].sigma > 0).all()
+    # predictions lie in the face's crop (1.2x the box) in photo coordinates
+    lo, hi = box[0, :2] - 0.2 * (box[0, 2:] - box[0, :2]), box[0, 2:] + 0.2 * (box[0, 2:] - box[0, :2])
+    assert ((faces[0].points >= lo - 1) & (faces[0].points <= hi + 1)).all()
+    from smallnet_lit.eval import load_model
+
+    export_onnx(load_model(str(checkpoint)).net, tmp_path / "m.onnx", "ibug68")
+    onnx_faces = LandmarkPredictor(tmp_path / "m.onnx").predict(image, box)
+    np.testing.assert_allclose(onnx_faces[0].points, faces[0].points, atol=1e-3)
+
+
+def test_predict_cli_on_images_boxes_and_bad_files(checkpoint, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    truth = synthetic_photo(photos / "face.jpg")
+    cv2.imwrite(str(photos / "grey.png"), cv2.cvtColor(cv2.imread(str(photos / "face.jpg")), cv2.COLOR_BGR2GRAY))
+    rgba = np.dstack([cv2.imread(str(photos / "face.jpg")), np.full((200, 200), 200, np.uint8)])
+    cv2.imwrite(str(photos / "rgba.png"), rgba)
+    cv2.imwrite(str(photos / "blank.png"), np.full((120, 160, 3), 128, np.uint8))  # no face
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "notes.png").write_text("not an image")
+    data = (photos / "face.jpg").read_bytes()
+    (photos / "cut.jpg").write_bytes(data[: len(data) // 3])
+    box = [*truth.min(0).tolist(), *truth.max(0).tolist()]
+    (tmp_path / "boxes.json").write_text(json.dumps({"face.jpg": [box], "grey.png": [box], "rgba.png": [box]}))
+    out = tmp_path / "out"
+    code = predict_main(
+        [str(photos), "--model", str(checkpoint), "--out", str(out), "--boxes", str(tmp_path / "boxes.json")]
+    )
+    assert code == 1  # some inputs were unreadable; all were processed
+    rows = {Path(r["image"]).name: r for r in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
+    assert set(rows) == {"face.jpg", "grey.png", "rgba.png", "blank.png", "empty.jpg", "notes.png", "cut.jpg"}
+    for name in ("face.jpg", "grey.png", "rgba.png"):
+        assert len(rows[name]["faces"]) == 1 and len(rows[name]["faces"][0]["points"]) == 68
+    assert rows["blank.png"]["faces"] == []
+    assert "empty" in rows["empty.jpg"]["error"] and "not a readable image" in rows["notes.png"]["error"]
+    assert "truncated" in rows["cut.jpg"]["error"]
+    assert (out / "overlays" / "face.jpg").is_file()
+
+
+def test_no_face_is_exit_0_with_zero_faces(checkpoint, tmp_path):
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((100, 100, 3), 90, np.uint8))
+    assert predict_main([str(tmp_path / "wall.png"), "--model", str(checkpoint), "--out", str(tmp_path / "o")]) == 0
+    row = json.loads((tmp_path / "o" / "predictions.jsonl").read_text())
+    assert row["faces"] == []
+
+
+def test_huge_image_is_refused_not_decoded(checkpoint, tmp_path):
+    cv2.imwrite(str(tmp_path / "huge.png"), np.zeros((12000, 8000), np.uint8))
+    code = predict_main([str(tmp_path / "huge.png"), "--model", str(checkpoint), "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert "too large" in (tmp_path / "o" / "predictions.jsonl").read_text()
+
+
+def test_video_with_tracking_and_an_unreadable_video(checkpoint, tmp_path):
+    rng = np.random.default_rng(1)
+    image, points = render_face(rng, 160)
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (160, 160))
+    for t in range(12):
+        writer.write(np.roll(image, t, axis=1)[..., ::-1].copy())
+    writer.release()
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 1000)
+    pts = points[WFLW98_TO_IBUG68]
+    (tmp_path / "boxes.csv").write_text(
+        "image,x_min,y_min,x_max,y_max\nclip.mp4:0," + ",".join(f"{v:.1f}" for v in [*pts.min(0), *pts.max(0)]) + "\n"
+    )
+    out = tmp_path / "out"
+    code = predict_main(
+        [
+            str(tmp_path / "clip.mp4"),
+            str(tmp_path / "broken.mp4"),
+            "--model",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--boxes",
+            str(tmp_path / "boxes.csv"),
+            "--smooth",
+            "sigma",
+        ]
+    )
+    assert code == 1
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    frames = [r for r in rows if r.get("video", "").endswith("clip.mp4")]
+    assert len(frames) == 12 and all(len(f["faces"]) == 1 for f in frames)  # tracked after frame 0
+    assert any("not a readable video" in r.get("error", "") for r in rows)
+    cap = cv2.VideoCapture(str(out / "clip_landmarks.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_box_files_report_bad_lines(tmp_path):
+    (tmp_path / "b.csv").write_text("a.jpg,1,2,3\n")
+    with pytest.raises(ValueError, match=r"b.csv:1: expected image,x_min"):
+        read_boxes(tmp_path / "b.csv")
+    (tmp_path / "c.csv").write_text("a.jpg,10,10,5,20\n")
+    with pytest.raises(ValueError, match=r"c.csv:1: a box is"):
+        read_boxes(tmp_path / "c.csv")
+    (tmp_path / "d.json").write_text('{"a.jpg": [[0, 0, 10, 10]]}')
+    np.testing.assert_array_equal(read_boxes(tmp_path / "d.json")["a.jpg"], [[0, 0, 10, 10]])
+
+
+@pytest.mark.parametrize("make", [OneEuroFilter, SigmaFilter])
+def test_smoothing_cuts_jitter_on_a_still_face_and_follows_motion(make):
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 100, (68, 2))
+    f = make()
+    still = [f(base + rng.normal(0, 1.0, base.shape), 1 / 30, np.full(68, 1.0)) for _ in range(60)]
+    jitter = np.mean([np.abs(b - a).mean() for a, b in zip(still[30:], still[31:], strict=False)])
+    raw_jitter = np.sqrt(2) * 0.8  # mean |difference| of two N(0, 1) samples
+    assert jitter < 0.5 * raw_jitter
+    # then the face moves 3 px a frame: the filter must not trail far behind
+    moved = None
+    for t in range(1, 31):
+        moved = f(base + [3.0 * t, 0] + rng.normal(0, 1.0, base.shape), 1 / 30, np.full(68, 1.0))
+    lag = np.abs(moved[:, 0] - (base[:, 0] + 90)).mean()
+    assert lag < 6.0
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_haar_detector_finds_real_faces_where_the_landmarks_are():
+    from smallnet_lit.data.ibug import IbugFaces
+    from smallnet_lit.data.images import read_image
+    from smallnet_lit.detect import HaarFaceDetector
+
+    faces = IbugFaces(SHARED_DATA / "300w-train", include=["helen/**"])
+    detector, hits = HaarFaceDetector(), 0
+    for rec in faces.records[:20]:
+        boxes = to_landmark_box(detector(read_image(rec.image_path)))
+        centre = (rec.points.min(0) + rec.points.max(0)) / 2
+        side = (rec.points.max(0) - rec.points.min(0)).max()
+        hits += any(np.linalg.norm((b[:2] + b[2:]) / 2 - centre) < 0.15 * side for b in boxes)
+    assert hits >= 14
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "smallnet_lit.predict", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--smooth" in result.stdout
