@@ -17,10 +17,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smallnet_lit.config import config_dir, quiet_environment
-from smallnet_lit.instantiate import datamodule_from, loggers_from
+from smallnet_lit.instantiate import datamodule_from
 from smallnet_lit.metrics import FaceAlignmentMetrics
 from smallnet_lit.module import LandmarkModule
 from smallnet_lit.plots import plot_ced
+from smallnet_lit.reporting import loggers_from
 
 log = logging.getLogger(__name__)
 

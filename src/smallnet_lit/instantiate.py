@@ -6,7 +6,6 @@ import logging
 
 import hydra
 import lightning as L
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from smallnet_lit.config import plain
@@ -42,8 +41,4 @@ def model_from(cfg: DictConfig) -> LandmarkModule:
 
 
 def callbacks_from(cfg: DictConfig | None) -> list[L.Callback]:
-    return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if c is not None and "_target_" in c]
-
-
-def loggers_from(cfg: DictConfig | None) -> list[Logger]:
     return [hydra.utils.instantiate(c) for c in (cfg or {}).values() if c is not None and "_target_" in c]

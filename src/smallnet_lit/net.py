@@ -47,9 +47,14 @@ class SmallNet(nn.Module):
         norm: bool = False,
         negative_slope: float = 0.1,
         decode: str = "argmax",
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
-        widths, depths = list(widths), list(depths)
+        if width_mult <= 0:
+            raise ValueError(f"width_mult must be positive, got {width_mult}")
+        # width_mult scales every stage (rounded to a multiple of 8): one knob for sweeps.
+        widths = [max(8, int(round(w * width_mult / 8)) * 8) if width_mult != 1.0 else int(w) for w in widths]
+        depths = list(depths)
         _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode)
         self.num_points = num_points
         self.input_size = input_size

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 import lightning as L
 from omegaconf import DictConfig
 
 from smallnet_lit.config import config_dir, plain, quiet_environment
-from smallnet_lit.instantiate import callbacks_from, datamodule_from, loggers_from, model_from
+from smallnet_lit.instantiate import callbacks_from, datamodule_from, model_from
+from smallnet_lit.reporting import finish, loggers_from, report_test
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("testing %s", best or "the final weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if trainer.is_global_zero:
+            report_test(model, datamodule, loggers, Path(cfg.paths.output_dir))
+    finish(loggers)
 
     summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.split("/")[0] in ("val", "test"))
     log.info("finished: %s", summary)

@@ -1,0 +1,141 @@
+"""Compare the runs of a sweep:
+
+    python -m smallnet_lit.compare multirun/demo/2026-11-26_10-00-00 [--out DIR]
+    python -m smallnet_lit.compare --wandb ENTITY/PROJECT [--group NAME]
+
+Local mode reads every run dir below the folder (Hydra's .hydra/overrides.yaml and the
+CSV log); W&B mode asks the W&B API (needs a login and network). Prints one table sorted
+by val/nme_best with each run's overrides, and writes comparison.csv and comparison.png
+(val NME per epoch of every run, and the best NME per run)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+METRICS = ("val/nme_best", "val/nme", "val/fr", "val/auc", "test/nme", "test/fr", "test/auc")
+
+
+@dataclass
+class Run:
+    name: str
+    overrides: list[str]
+    metrics: dict[str, float]
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val/nme)
+
+    @property
+    def best(self) -> float:
+        return self.metrics.get("val/nme_best", math.inf)
+
+
+def read_local_run(run_dir: Path) -> Run | None:
+    """A Hydra run dir with a CSV log; metrics at the epoch of the best val/nme."""
+    log = run_dir / "csv" / "metrics.csv"
+    if not log.is_file():
+        return None
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    rows = list(csv.DictReader(log.open()))
+    curve, best_row = [], None
+    for row in rows:
+        if row.get("val/nme"):
+            curve.append((int(row["epoch"]), float(row["val/nme"])))
+            if best_row is None or float(row["val/nme"]) < float(best_row["val/nme"]):
+                best_row = row
+    metrics = {}
+    if best_row is not None:
+        metrics = {k: float(best_row[k]) for k in ("val/nme", "val/fr", "val/auc") if best_row.get(k)}
+        metrics["val/nme_best"] = metrics["val/nme"]
+    for row in rows:  # test metrics come once, after fitting
+        metrics.update({k: float(row[k]) for k in ("test/nme", "test/fr", "test/auc") if row.get(k)})
+    return Run(str(run_dir), list(overrides or []), metrics, curve)
+
+
+def collect_local(root: Path) -> list[Run]:
+    runs = [read_local_run(p.parent.parent) for p in sorted(root.rglob("csv/metrics.csv"))]
+    return sorted((r for r in runs if r is not None), key=lambda r: r.best)
+
+
+def collect_wandb(project: str, group: str | None = None) -> list[Run]:
+    import wandb
+
+    api = wandb.Api(timeout=20)
+    runs = []
+    for r in api.runs(project, filters={"group": group} if group else None):
+        history = r.history(keys=["epoch", "val/nme"], pandas=False)
+        curve = [(int(h["epoch"]), float(h["val/nme"])) for h in history if h.get("val/nme") is not None]
+        metrics = {k: float(r.summary[k]) for k in METRICS if isinstance(r.summary.get(k), int | float)}
+        overrides = [f"{k}={v}" for k, v in sorted(r.config.items()) if not k.startswith("_")][:20]
+        runs.append(Run(r.name, overrides, metrics, curve))
+    return sorted(runs, key=lambda r: r.best)
+
+
+def table(runs: list[Run]) -> str:
+    lines = [f"{'#':>3}  {'val/nme_best':>12}  {'val/fr':>7}  {'val/auc':>7}  {'test/nme':>8}  overrides"]
+    for i, r in enumerate(runs, 1):
+        m = r.metrics
+        cells = [m.get("val/nme_best"), m.get("val/fr"), m.get("val/auc"), m.get("test/nme")]
+        txt = [f"{v:.4f}" if v is not None else "-" for v in cells]
+        lines.append(
+            f"{i:>3}  {txt[0]:>12}  {txt[1]:>7}  {txt[2]:>7}  {txt[3]:>8}  {' '.join(r.overrides) or '(none)'}"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(runs: list[Run], out: Path) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "comparison.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", *METRICS, "overrides"])
+        for r in runs:
+            w.writerow([r.name, *[r.metrics.get(k, "") for k in METRICS], " ".join(r.overrides)])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for i, r in enumerate(runs, 1):
+        if r.curve:
+            a.plot(*zip(*r.curve, strict=True), marker="o", ms=3, label=f"#{i}")
+    a.set_xlabel("epoch")
+    a.set_ylabel("val NME")
+    a.set_title("validation NME per epoch")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=7)
+    labels = [f"#{i}" for i in range(1, len(runs) + 1)]
+    b.barh(labels[::-1], [r.best for r in runs][::-1])
+    b.set_xlabel("best val NME (lower is better)")
+    b.set_title("runs, best first")
+    fig.tight_layout()
+    fig.savefig(out / "comparison.png")
+    plt.close(fig)
+    return out / "comparison.csv", out / "comparison.png"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="smallnet-compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="?", type=Path, help="a multirun (or any) folder holding run dirs")
+    p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
+    p.add_argument("--group", help="W&B group to keep")
+    p.add_argument("--out", type=Path, help="where to write comparison.csv/png (default: the runs folder)")
+    args = p.parse_args(argv)
+    if bool(args.runs) == bool(args.wandb):
+        p.error("give a runs folder or --wandb ENTITY/PROJECT")
+    runs = collect_wandb(args.wandb, args.group) if args.wandb else collect_local(args.runs)
+    if not runs:
+        print(f"no runs with a CSV log found under {args.runs or args.wandb}")
+        return 1
+    print(table(runs))
+    csv_path, png = write_outputs(runs, args.out or args.runs or Path("."))
+    print(f"wrote {csv_path} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

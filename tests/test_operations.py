@@ -1,0 +1,212 @@
+"""Sweeps, comparison, notebooks, W&B offline, DDP, submitit and resume: each run as users
+run them, through the command line, on tiny settings."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbclient import NotebookClient
+
+from smallnet_lit.compare import collect_local
+from smallnet_lit.compare import main as compare_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CLI = [
+    "+experiment=demo",
+    "model.net.input_size=64",
+    "model.net.widths=[8,16,16]",
+    "model.net.depths=[1,1,1]",
+    "data.train.num_faces=32",
+    "data.val.num_faces=16",
+    "data.test.num_faces=8",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory) -> Path:
+    """The grid sweep (8 jobs), tiny: every job trains one short epoch and tests."""
+    out = tmp_path_factory.mktemp("grid")
+    run_cli(
+        [
+            "smallnet_lit.train",
+            "-m",
+            "hparams_search=grid",
+            *TINY_CLI,
+            "trainer.max_epochs=1",
+            f"hydra.sweep.dir={out}",
+        ],
+        cwd=out,
+    )
+    return out
+
+
+@pytest.mark.slow
+def test_grid_sweep_runs_every_combination_and_compares(grid_sweep, capsys):
+    runs = collect_local(grid_sweep)
+    assert len(runs) == 8
+    assert [r.best for r in runs] == sorted(r.best for r in runs)
+    assert any("model.net.width_mult=0.5" in r.overrides for r in runs)
+    assert compare_main([str(grid_sweep)]) == 0
+    printed = capsys.readouterr().out
+    assert "val/nme_best" in printed and "model.optimizer.lr=0.003" in printed
+    assert (grid_sweep / "comparison.png").stat().st_size > 1000
+    assert len((grid_sweep / "comparison.csv").read_text().splitlines()) == 9
+
+
+@pytest.mark.slow
+def test_comparison_notebook_executes(grid_sweep):
+    nb = nbformat.read(ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
+    os.environ["SMALLNET_RUNS"] = str(grid_sweep)
+    try:
+        NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        ).execute()
+    finally:
+        del os.environ["SMALLNET_RUNS"]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+
+
+@pytest.mark.slow
+def test_optuna_search_minimizes_val_nme_best(tmp_path):
+    run_cli(
+        [
+            "smallnet_lit.train",
+            "-m",
+            "hparams_search=optuna_tpe",
+            "hydra.sweeper.n_trials=2",
+            *TINY_CLI,
+            "trainer.max_epochs=1",
+            "test=false",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+    )
+    result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert result["name"] == "optuna" and 0 < result["best_value"] < 10
+    assert set(result["best_params"]) == {
+        "model.optimizer.lr",
+        "model.net.width_mult",
+        "model.loss.alpha",
+        "model.loss.beta",
+    }
+
+
+def test_wandb_sweep_file_drives_the_train_entry_point(make_cfg):
+    sweep = yaml.safe_load((ROOT / "sweeps" / "wandb_sweep.yaml").read_text())
+    assert sweep["metric"] == {"name": "val/nme_best", "goal": "minimize"}
+    assert sweep["command"][:4] == ["${env}", "python", "-m", "smallnet_lit.train"]
+    # every swept key is a real config key: compose with one value of each
+    overrides = [a for a in sweep["command"][4:] if not a.startswith("${")]
+    for key, spec in sweep["parameters"].items():
+        value = spec["values"][0] if "values" in spec else spec.get("min")
+        overrides.append(f"{key}={value}")
+    cfg = make_cfg(overrides, tiny=False)
+    assert cfg.logger.wandb._target_.endswith("WandbLogger")
+
+
+@pytest.mark.slow
+def test_wandb_logger_works_offline_with_pictures(tmp_path):
+    run_cli(
+        ["smallnet_lit.train", *TINY_CLI, "logger=wandb", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}"],
+        cwd=tmp_path,
+        env={"WANDB_API_KEY": ""},
+    )
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert (tmp_path / "ced_test.png").is_file() and (tmp_path / "overlays_test.jpg").is_file()
+    media = [p for p in runs[0].rglob("*") if "media" in p.parts and p.suffix in (".png", ".jpg")]
+    assert len(media) >= 2, sorted(str(p) for p in runs[0].rglob("*"))
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
+    """Validation metrics of one checkpoint: 2 gloo ranks must equal 1 process (the NME is
+    a mean over all faces, gathered from the ranks, not a mean of per-rank means)."""
+    base = [*TINY_CLI, "test=false"]
+    run_cli(["smallnet_lit.train", *base, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'fit'}"], cwd=tmp_path)
+    ckpt = tmp_path / "fit" / "checkpoints" / "last.ckpt"
+    script = ROOT / "tests" / "ddp_validate.py"
+    single = run_cli(["tests.ddp_validate", str(ckpt), "1"], cwd=ROOT)
+    double = run_cli(["tests.ddp_validate", str(ckpt), "2"], cwd=ROOT)
+    m1 = json.loads(single.stdout.strip().splitlines()[-1])
+    ranks = [json.loads(line) for line in double.stdout.strip().splitlines() if line.startswith("{")]
+    assert script.is_file()
+    assert m1["local_faces"] == 21
+    assert sorted(r["local_faces"] for r in ranks) == [10, 11]  # every face once, none repeated
+    m2 = ranks[0]
+    assert m2["world_size"] == 2
+    for key in ("val/nme", "val/fr", "val/auc"):
+        assert m2[key] == pytest.approx(m1[key], rel=1e-5), key
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_sweep(tmp_path):
+    run_cli(
+        [
+            "smallnet_lit.train",
+            "-m",
+            "hydra/launcher=local",
+            *TINY_CLI,
+            "debug=fdr",
+            "model.loss.beta=0.5,1.0",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+    )
+    logs = list((tmp_path / ".submitit").rglob("*_log.out"))
+    assert len(logs) == 2
+    assert all("finished:" in p.read_text() + p.with_name(p.name.replace(".out", ".err")).read_text() for p in logs)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_last_ckpt_to_the_same_metrics(tmp_path):
+    args = [*TINY_CLI, "trainer.max_epochs=3", "test=false", "seed=7"]
+    run_cli(["smallnet_lit.train", *args, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=tmp_path)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smallnet_lit.train",
+            *args,
+            f"hydra.run.dir={tmp_path / 'cut'}",
+            "+callbacks.kill._target_=tests.helpers.KillAtStep",
+            "+callbacks.kill.step=6",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    run_cli(["smallnet_lit.train", *args, f"hydra.run.dir={tmp_path / 'cut'}", f"ckpt_path={last}"], cwd=tmp_path)
+
+    def final(run: Path) -> dict:
+        rows = [r for r in collect_local(run)]
+        return rows[0].metrics
+
+    whole, resumed = final(tmp_path / "whole"), final(tmp_path / "cut")
+    for key in ("val/nme_best", "val/fr", "val/auc"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-5), key
