@@ -51,3 +51,16 @@ def test_coincident_eye_corners_are_an_error():
     t = torch.zeros(1, 3, 2)
     with pytest.raises(ValueError, match="inter-ocular distance is zero"):
         nme_per_face(t, t, (0, 1))
+
+
+def test_uncertainty_calibration_of_a_true_gaussian():
+    from smallnet_lit.metrics import uncertainty_calibration
+
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.5, 3.0, 200_000)
+    errors = np.linalg.norm(rng.normal(0, 1, (200_000, 2)) * sigma[:, None], axis=1)
+    cal = uncertainty_calibration(errors, sigma)
+    assert cal["within_1_sigma"] == pytest.approx(cal["expected_within_1_sigma"], abs=0.005)
+    assert cal["within_2_sigma"] == pytest.approx(cal["expected_within_2_sigma"], abs=0.005)
+    assert cal["spearman_sigma_error"] > 0.4
+    assert uncertainty_calibration(errors, rng.permutation(sigma))["spearman_sigma_error"] == pytest.approx(0, abs=0.01)

@@ -213,3 +213,25 @@ def test_haar_detector_finds_real_faces_where_the_landmarks_are():
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "smallnet_lit.predict", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--smooth" in result.stdout
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_shipped_model_on_real_photos_end_to_end(tmp_path):
+    """Detector + shipped weights on real faces the model never trained on (the seeded
+    validation split): the landmarks land on the annotated ones."""
+    from smallnet_lit.data.ibug import IbugFaces
+    from smallnet_lit.data.images import read_image
+    from smallnet_lit.detect import HaarFaceDetector
+
+    val = IbugFaces(SHARED_DATA / "300w-train", split="val")
+    predictor, detector, nmes = LandmarkPredictor(), HaarFaceDetector(), []
+    for rec in val.records[:30]:
+        image = read_image(rec.image_path)
+        faces = predictor.predict(image, to_landmark_box(detector(image)))
+        iod = np.linalg.norm(rec.points[36] - rec.points[45])
+        errors = [np.linalg.norm(f.points - rec.points, axis=1).mean() / iod for f in faces]
+        if errors:
+            nmes.append(min(errors))  # the detection that is this face
+    assert len(nmes) >= 20
+    assert np.median(nmes) < 0.06

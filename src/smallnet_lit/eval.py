@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from smallnet_lit.config import config_dir, quiet_environment
 from smallnet_lit.instantiate import datamodule_from
-from smallnet_lit.metrics import FaceAlignmentMetrics
+from smallnet_lit.metrics import FaceAlignmentMetrics, uncertainty_calibration
 from smallnet_lit.module import LandmarkModule
 from smallnet_lit.plots import plot_ced
 from smallnet_lit.reporting import loggers_from
@@ -42,15 +42,32 @@ def load_model(ckpt_path: str, device: str = "cpu") -> LandmarkModule:
     return LandmarkModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=False).eval()
 
 
+def average_with_flip(model: LandmarkModule, images: torch.Tensor, points: torch.Tensor, sigma: torch.Tensor):
+    """Mean of the predictions on the crop and on its mirror image (mapped back with the
+    scheme's flip permutation)."""
+    size = images.shape[-1]
+    f_points, f_sigma = model(images.flip(-1))
+    perm = torch.as_tensor(model.scheme.flip_permutation, device=images.device)
+    f_points, f_sigma = f_points[:, perm], f_sigma[:, perm]
+    f_points = torch.stack([size - 1 - f_points[..., 0], f_points[..., 1]], dim=-1)
+    return (points + f_points) / 2, (sigma + f_sigma) / 2
+
+
 @torch.no_grad()
-def predict_split(model: LandmarkModule, loader: DataLoader, metrics: FaceAlignmentMetrics, device: str) -> list[dict]:
-    rows = []
+def predict_split(
+    model: LandmarkModule, loader: DataLoader, metrics: FaceAlignmentMetrics, device: str, flip_test: bool = False
+) -> list[dict]:
+    rows, errors, sigmas = [], [], []
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         points, sigma = model(batch["image"].to(device))
+        if flip_test:
+            points, sigma = average_with_flip(model, batch["image"].to(device), points, sigma)
         pred, pred_sigma = to_photo(points.cpu(), sigma.cpu(), batch["to_photo"])
         truth, _ = to_photo(batch["points"], torch.zeros(batch["points"].shape[:2]), batch["to_photo"])
         metrics.update(pred, truth, batch["attributes"])
         nme = metrics.nme[-1]
+        errors.append((pred - truth).norm(dim=-1).numpy())
+        sigmas.append(pred_sigma.numpy())
         for i, key in enumerate(batch["key"]):
             rows.append(
                 {
@@ -61,11 +78,14 @@ def predict_split(model: LandmarkModule, loader: DataLoader, metrics: FaceAlignm
                     "nme": round(float(nme[i]), 6),
                 }
             )
-    return rows
+    calibration = uncertainty_calibration(np.concatenate(errors), np.concatenate(sigmas)) if errors else {}
+    return rows, calibration
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = load_model(cfg.ckpt_path, cfg.device)
+    if cfg.get("decode"):
+        model.net.decode_mode = cfg.decode
     with open_dict(cfg):
         cfg.model.net.input_size = model.net.input_size
     datamodule = datamodule_from(cfg.data, only_split=cfg.split)
@@ -78,12 +98,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
     metrics = FaceAlignmentMetrics(model.scheme.eye_corners, cfg.fr_threshold, datamodule.attribute_names)
     log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)
-    rows = predict_split(model, loader, metrics, cfg.device)
+    rows, calibration = predict_split(model, loader, metrics, cfg.device, bool(cfg.get("flip_test")))
 
     result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute().items()}
     out = Path(cfg.paths.output_dir)
     (out / "metrics.json").write_text(
-        json.dumps({"ckpt_path": str(cfg.ckpt_path), "faces": len(rows), **result}, indent=2)
+        json.dumps(
+            {"ckpt_path": str(cfg.ckpt_path), "faces": len(rows), **result, "uncertainty": calibration}, indent=2
+        )
     )
     with open(out / "predictions.jsonl", "w") as f:
         for row in rows:
@@ -100,6 +122,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         logger.log_metrics(result)
         logger.save()
     log.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in result.items()))
+    log.info(
+        "uncertainty: %.1f%% of points within 1 sigma (Gaussian: %.1f%%), %.1f%% within 2 sigma (%.1f%%), "
+        "Spearman(sigma, error) = %.3f",
+        100 * calibration["within_1_sigma"],
+        100 * calibration["expected_within_1_sigma"],
+        100 * calibration["within_2_sigma"],
+        100 * calibration["expected_within_2_sigma"],
+        calibration["spearman_sigma_error"],
+    )
     log.info("wrote metrics.json, predictions.jsonl and ced.png to %s", out)
     return result
 

@@ -1,6 +1,6 @@
 """Export a checkpoint for deployment:
 
-    python -m smallnet_lit.export CKPT [--onnx model.onnx] [--torchscript model.pt]
+    python -m smallnet_lit.export CKPT [--onnx model.onnx] [--torchscript model.pt] [--slim small.ckpt]
 
 Both take a normalized (B, 3, S, S) float32 image batch (any B; see
 smallnet_lit.data.faces.to_tensor) and return points (B, K, 2) and sigma (B, K) in input
@@ -62,15 +62,29 @@ def export_torchscript(net: SmallNet, path: Path) -> Path:
     return path
 
 
+def export_slim(checkpoint: Path, path: Path, decode: str | None = None) -> Path:
+    """Weights and hyperparameters only (no optimizer or loop state): the file that ships
+    with the package; `LandmarkModule.load_from_checkpoint` reads it as usual."""
+    full = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    slim = {k: full[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")}
+    slim["hyper_parameters"] = {
+        k: v for k, v in slim["hyper_parameters"].items() if k != "optimizer" and k != "scheduler"
+    }
+    torch.save(slim, path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="smallnet-export", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--onnx", type=Path)
     p.add_argument("--torchscript", type=Path)
+    p.add_argument("--slim", type=Path, help="checkpoint with weights and hyperparameters only")
+    p.add_argument("--decode", choices=["argmax", "soft"], help="with --slim: the decoding it uses by default")
     args = p.parse_args(argv)
-    if not (args.onnx or args.torchscript):
-        p.error("give --onnx PATH and/or --torchscript PATH")
+    if not (args.onnx or args.torchscript or args.slim):
+        p.error("give --onnx PATH, --torchscript PATH and/or --slim PATH")
     from smallnet_lit.eval import load_model
 
     try:
@@ -82,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote %s", export_onnx(module.net, args.onnx, module.scheme.name))
     if args.torchscript:
         log.info("wrote %s", export_torchscript(module.net, args.torchscript))
+    if args.slim:
+        log.info("wrote %s", export_slim(args.checkpoint, args.slim, args.decode))
     return 0
 
 

@@ -40,6 +40,31 @@ def ced_curve(nme: np.ndarray, threshold: float = 0.10, steps: int = 1001) -> tu
     return x, np.searchsorted(nme, x, side="right") / max(len(nme), 1)
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    return ranks
+
+
+def uncertainty_calibration(errors: np.ndarray, sigma: np.ndarray) -> dict[str, float]:
+    """Does the predicted sigma (per-axis standard deviation) mean something?
+
+    errors and sigma: per point, same units. For a 2-D Gaussian with per-axis std sigma the
+    radial error falls within k sigma with probability 1 - exp(-k^2 / 2): 39.3% for k = 1,
+    86.5% for k = 2. Spearman: rank correlation of sigma and error over all points."""
+    errors, sigma = np.asarray(errors, np.float64).ravel(), np.asarray(sigma, np.float64).ravel()
+    spearman = float(np.corrcoef(_ranks(errors), _ranks(sigma))[0, 1]) if len(errors) > 1 else float("nan")
+    return {
+        "points": int(len(errors)),
+        "within_1_sigma": float((errors <= sigma).mean()),
+        "within_2_sigma": float((errors <= 2 * sigma).mean()),
+        "expected_within_1_sigma": float(1 - np.exp(-0.5)),
+        "expected_within_2_sigma": float(1 - np.exp(-2.0)),
+        "spearman_sigma_error": spearman,
+    }
+
+
 class FaceAlignmentMetrics(Metric):
     """Collects per-face NME (and optional per-face attribute flags) across batches and
     ranks; `compute` gives nme, fr, auc and, when attributes were given, nme_<attribute>.

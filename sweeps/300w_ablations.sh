@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-change-at-a-time ablations of +experiment=300w_best on the 300-W training faces, at a
+# short budget (EPOCHS, default 8) so that all of them fit a CPU afternoon. Each run tests
+# nothing (the 300-W config has no test split) and is validated on the seeded by-photo split.
+#   bash sweeps/300w_ablations.sh [OUT_DIR] [EPOCHS]
+# then: python -m smallnet_lit.compare OUT_DIR
+set -euo pipefail
+OUT=${1:-multirun/300w_ablations}
+EPOCHS=${2:-8}
+run() {
+  local name=$1; shift
+  if [[ -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
+  echo "== $name: $*"
+  python -m smallnet_lit.train +experiment=300w_best trainer.max_epochs="$EPOCHS" \
+    trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
+}
+run reference
+run fixed_delta model.loss.fixed_delta=true
+run beta_0.25 model.loss.beta=0.25
+run alpha_0.25 model.loss.alpha=0.25
+run width_0.5 model.net.width_mult=0.5
+run no_batchnorm model.net.norm=false
+run no_augmentation data.train_crop.shift=0 data.train_crop.scale_jitter=0 data.train_crop.rotation=0 \
+  data.train_crop.flip=0 data.photometric=null
+run sgd_step_source model/optimizer=sgd model/scheduler=step "model.scheduler.milestones=[6]"
+run input_160 model.net.input_size=160
+python -m smallnet_lit.compare "$OUT"
