@@ -201,3 +201,22 @@ def test_shipped_checkpoint_scores_its_documented_nme_on_real_300w(make_cfg, tmp
 
 
 SHIPPED_VAL_NME = 0.05  # set from README's results table when the weights are replaced
+
+
+def test_csv_and_tensorboard_logging_together(make_cfg, tmp_path):
+    cfg = make_cfg(
+        [
+            "logger=many",
+            "trainer.max_epochs=1",
+            "trainer.log_every_n_steps=1",
+            "data.train.num_faces=8",
+            "data.val.num_faces=4",
+            "data.test.num_faces=4",
+        ]
+    )
+    train(cfg)
+    run = tmp_path / "run"
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/nme" in header and "train/loss_conf" in header and "train/loss_loc" in header
+    assert (run / "overlays_test.jpg").is_file() and (run / "ced_test.png").is_file()
