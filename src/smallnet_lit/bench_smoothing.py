@@ -1,6 +1,6 @@
 """Jitter and lag of video smoothing on a synthetic clip with known truth:
 
-    python -m smallnet_lit.bench_smoothing --model CKPT [--frames 120]
+    python -m smallnet_lit.bench_smoothing --model CKPT [--frames 120] [--pts real_face.pts]
 
 One synthetic face (drawn by smallnet_lit.data.synthetic, with per-frame sensor noise and
 JPEG compression) holds still for the first half
@@ -13,23 +13,36 @@ landmark box (detection is left out), then smoothed. Reported per smoother:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from smallnet_lit.data.images import read_image
 from smallnet_lit.data.synthetic import render_face
 from smallnet_lit.landmarks import WFLW98_TO_IBUG68
 from smallnet_lit.predictor import LandmarkPredictor
 from smallnet_lit.smoothing import SMOOTHERS, make_smoother
 
 
-def clip(frames: int, size: int = 256, seed: int = 7) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def clip(
+    frames: int, size: int = 256, seed: int = 7, pts: Path | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
-    image, points = render_face(rng, size)
+    if pts is None:
+        image, points = render_face(rng, size)
+    else:  # a real annotated face, moved by known transforms
+        from smallnet_lit.data.ibug import IMAGE_SUFFIXES, read_pts
+
+        photo = next(pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file())
+        image, points = read_image(photo), read_pts(pts)
+        size = max(image.shape[:2])
+        image = cv2.copyMakeBorder(image, 0, size - image.shape[0], 0, size - image.shape[1], cv2.BORDER_REFLECT)
     images, truths = [], []
     for t in range(frames):
         s = max(0, t - frames // 2) / (frames // 2)  # still, then a smooth move
-        angle, shift = 20 * np.sin(np.pi * s), np.array([40 * np.sin(2 * np.pi * s), 15 * s])
+        angle = 20 * np.sin(np.pi * s)
+        shift = np.array([0.15 * size * np.sin(2 * np.pi * s), 0.06 * size * s])
         m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
         m[:, 2] += shift
         frame = cv2.warpAffine(image, m, (size, size), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
@@ -45,10 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument(
+        "--pts", type=Path, help="use this real 300-W face (.pts beside its image) instead of a synthetic one"
+    )
     args = p.parse_args(argv)
     predictor = LandmarkPredictor(args.model)
-    images, truths = clip(args.frames)
-    if predictor.scheme.num_points == 68:
+    images, truths = clip(args.frames, pts=args.pts)
+    if predictor.scheme.num_points == 68 and args.pts is None:
         truths = [t[WFLW98_TO_IBUG68] for t in truths]
     raw = []
     for image, truth in zip(images, truths, strict=True):

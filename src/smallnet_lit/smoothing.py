@@ -22,7 +22,11 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
 
 
 class OneEuroFilter:
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 2.0, d_cutoff: float = 1.0) -> None:
+    """Defaults chosen with `python -m smallnet_lit.bench_smoothing --pts <a real 300-W face>`:
+    beta 20 cut still-face jitter by about two thirds for +5% NME while the face moves;
+    beta 2 smoothed more but lagged (+40% NME in motion)."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 20.0, d_cutoff: float = 1.0) -> None:
         if min_cutoff <= 0 or beta < 0 or d_cutoff <= 0:
             raise ValueError(
                 f"One Euro filter needs min_cutoff > 0, beta >= 0, d_cutoff > 0; got {min_cutoff}, {beta}, {d_cutoff}"
