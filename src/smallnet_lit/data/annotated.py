@@ -1,0 +1,239 @@
+"""Faces read from annotation files on disk, with a validation pass and a crop cache.
+
+Readers (WFLW, 300-W) parse their annotations into FaceRecords; this base class checks
+them (point count, finite values, images present and decodable, landmarks on the image),
+applies `on_bad_sample`, and caches one margin crop per face so that an epoch decodes
+small JPEG crops instead of full photos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from smallnet_lit.data.errors import BadInputError, ProblemLog
+from smallnet_lit.data.faces import FaceSample, FaceSource
+from smallnet_lit.data.images import read_image
+from smallnet_lit.landmarks import LandmarkScheme
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+
+
+@dataclass
+class FaceRecord:
+    """One face as annotated: its photo, (K, 2) 0-based pixel points, optional box and
+    attribute flags, and where it was annotated (for error messages)."""
+
+    image_path: Path
+    points: np.ndarray
+    key: str
+    origin: str
+    box: np.ndarray | None = None
+    attributes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """`dir`: where crops are cached (null = no cache: photos are decoded every time and
+    checked only for existence up front). `margin`: the cached square's side as a multiple
+    of the face box's longer side; `size`: its side in pixels."""
+
+    dir: str | None = None
+    margin: float = 2.0
+    size: int = 384
+
+    def __post_init__(self) -> None:
+        if self.margin < 1.2 or self.size < 32:
+            raise ValueError(f"cache margin must be >= 1.2 and size >= 32, got margin={self.margin}, size={self.size}")
+
+
+class AnnotatedFaces(FaceSource):
+    def __init__(
+        self,
+        records: list[FaceRecord],
+        scheme: LandmarkScheme,
+        name: str,
+        on_bad_sample: str = "error",
+        cache: CacheConfig | dict | None = None,
+        attribute_names: tuple[str, ...] = (),
+        problems: ProblemLog | None = None,
+    ) -> None:
+        self._scheme = scheme
+        self.name = name
+        self.attribute_names = tuple(attribute_names)
+        self.cache = cache if isinstance(cache, CacheConfig) else CacheConfig(**(cache or {}))
+        problems = problems or ProblemLog(name, on_bad_sample)
+        records = self._check_records(records, problems)
+        if self.cache.dir:
+            self.records, self._cache = self._load_or_build_cache(records, problems)
+        else:
+            self.records, self._cache = records, None
+        problems.finish(kept=len(self.records))
+        if not self.records:
+            raise BadInputError(f"{name}: no usable faces")
+        log.info("%s: %d faces%s", name, len(self.records), " (cached crops)" if self._cache else "")
+
+    @property
+    def scheme(self) -> LandmarkScheme:
+        return self._scheme
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, index: int) -> FaceSample:
+        rec = self.records[index]
+        if self._cache is not None:
+            return self._cache.load(index, rec)
+        return FaceSample(read_image(rec.image_path), rec.points, rec.key, rec.box, rec.attributes)
+
+    # -- validation -------------------------------------------------------------------
+
+    def _check_records(self, records: list[FaceRecord], problems: ProblemLog) -> list[FaceRecord]:
+        good = []
+        k = self.scheme.num_points
+        for rec in records:
+            if rec.points.shape != (k, 2):
+                problems.add(rec.origin, None, f"{len(rec.points)} landmarks, the {self.scheme.name} scheme has {k}")
+            elif not np.isfinite(rec.points).all():
+                problems.add(rec.origin, None, "landmark coordinates include NaN or inf")
+            elif not rec.image_path.is_file():
+                problems.add(rec.image_path, None, f"image not found (annotated in {rec.origin})")
+            else:
+                good.append(rec)
+        return good
+
+    def _check_on_image(self, rec: FaceRecord, image_shape: tuple[int, ...]) -> str | None:
+        h, w = image_shape[:2]
+        outside = ((rec.points < -0.5) | (rec.points > [w - 0.5, h - 0.5])).any(1)
+        # A few points off the edge happen (faces cut by the frame): the crop pads them.
+        # A face mostly off its image is a wrong annotation or the wrong image.
+        if outside.sum() > len(rec.points) // 2:
+            return f"{int(outside.sum())} of {len(rec.points)} landmarks lie outside the {w}x{h} image"
+        return None
+
+    # -- cache ------------------------------------------------------------------------
+
+    def _cache_key(self, records: list[FaceRecord]) -> str:
+        h = hashlib.sha1(json.dumps([CACHE_VERSION, self.cache.margin, self.cache.size]).encode())
+        for rec in records:
+            st = rec.image_path.stat()
+            h.update(f"{rec.image_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|".encode())
+            h.update(np.ascontiguousarray(rec.points, np.float64).tobytes())
+            if rec.box is not None:
+                h.update(np.asarray(rec.box, np.float64).tobytes())
+        return h.hexdigest()[:16]
+
+    def _load_or_build_cache(self, records: list[FaceRecord], problems: ProblemLog):
+        folder = Path(self.cache.dir) / f"{self.name}-{self._cache_key(records)}"
+        if not (folder / "index.json").is_file():
+            _build_cache(folder, records, self.cache, self._check_on_image, self.name)
+        cache = CropCache(folder)
+        kept = []
+        for rec, entry in zip(records, cache.entries, strict=True):
+            if entry.get("problem"):
+                problems.add(rec.image_path, None, entry["problem"])
+            else:
+                kept.append((rec, entry))
+        cache.entries = [e for _, e in kept]
+        return [r for r, _ in kept], cache
+
+
+def _margin_square(rec: FaceRecord, margin: float) -> tuple[np.ndarray, float]:
+    lo, hi = rec.points.min(0), rec.points.max(0)
+    if rec.box is not None:  # cover the detector box too, so either eval protocol fits
+        lo, hi = np.minimum(lo, rec.box[:2]), np.maximum(hi, rec.box[2:])
+    return (lo + hi) / 2, float((hi - lo).max()) * margin
+
+
+def _crop_face(rec: FaceRecord, image: np.ndarray, cache: CacheConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The cached square crop (size x size) and its 2x3 map back to photo pixels."""
+    centre, side = _margin_square(rec, cache.margin)
+    side = max(side, 2.0)
+    x0, y0 = np.floor(centre - side / 2).astype(int)
+    n = int(np.ceil(side))
+    h, w = image.shape[:2]
+    pad = [max(0, -y0), max(0, y0 + n - h), max(0, -x0), max(0, x0 + n - w)]
+    roi = image[max(0, y0) : min(h, y0 + n), max(0, x0) : min(w, x0 + n)]
+    if any(pad):
+        roi = cv2.copyMakeBorder(roi, *pad, cv2.BORDER_CONSTANT, value=0)
+    s = cache.size / n
+    crop = cv2.resize(roi, (cache.size, cache.size), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    # cv2.resize maps destination pixel centre u to source (u + 0.5) / s - 0.5.
+    to_photo = np.array([[1 / s, 0, x0 + 0.5 / s - 0.5], [0, 1 / s, y0 + 0.5 / s - 0.5]])
+    return crop, to_photo
+
+
+def _build_cache(folder: Path, records, cache: CacheConfig, check_on_image, name: str) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+
+    def work(rec: FaceRecord) -> tuple[bytes, dict]:
+        try:
+            image = read_image(rec.image_path)
+        except BadInputError as e:
+            return b"", {"problem": str(e).split(": ", 1)[-1]}
+        if problem := check_on_image(rec, image.shape):
+            return b"", {"problem": problem}
+        crop, to_photo = _crop_face(rec, image, cache)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            return b"", {"problem": "could not encode the cached crop"}
+        return jpeg.tobytes(), {"to_photo": to_photo.tolist()}
+
+    entries, offset = [], 0
+    try:
+        with open(tmp / "faces.bin", "wb") as blob, ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+            for data, entry in tqdm(pool.map(work, records), total=len(records), desc=f"caching {name} crops", unit="face"):
+                entry.update(offset=offset, length=len(data))
+                blob.write(data)
+                offset += len(data)
+                entries.append(entry)
+        (tmp / "index.json").write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process (a DDP rank) finished the same cache first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("cached %d face crops of %s in %s", len(entries), name, folder)
+
+
+class CropCache:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.entries = json.loads((folder / "index.json").read_text())["entries"]
+        self._blob: np.ndarray | None = None  # opened lazily: memmaps do not pickle to workers
+
+    def load(self, index: int, rec: FaceRecord) -> FaceSample:
+        if self._blob is None:
+            self._blob = np.memmap(self.folder / "faces.bin", dtype=np.uint8, mode="r")
+        e = self.entries[index]
+        data = np.asarray(self._blob[e["offset"] : e["offset"] + e["length"]])
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if image is None:
+            raise BadInputError(f"{self.folder / 'faces.bin'}: cached crop {index} ({rec.key}) is corrupt; delete the folder")
+        to_photo = np.array(e["to_photo"])
+        from_photo = cv2.invertAffineTransform(to_photo)
+        points = rec.points @ from_photo[:, :2].T + from_photo[:, 2]
+        box = None
+        if rec.box is not None:
+            box = np.concatenate([from_photo[:, :2] @ rec.box[:2] + from_photo[:, 2], from_photo[:, :2] @ rec.box[2:] + from_photo[:, 2]])
+        return FaceSample(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), points, rec.key, box, rec.attributes, to_photo)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_blob"] = None
+        return state

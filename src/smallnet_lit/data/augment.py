@@ -1,0 +1,40 @@
+"""Photometric augmentation (albumentations). Geometric jitter (shift, scale, rotation,
+flip) lives in the crop transform, which moves the points exactly; these transforms only
+change pixel values, so the points need no update."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it checks for updates online at import
+
+import albumentations as A  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+class Photometric:
+    """Colour, blur, grey, noise and occlusion patches, each applied with its probability."""
+
+    def __init__(
+        self, colour: float = 0.8, blur: float = 0.3, grey: float = 0.1, noise: float = 0.2, occlusion: float = 0.3
+    ) -> None:
+        for name, p in dict(colour=colour, blur=blur, grey=grey, noise=noise, occlusion=occlusion).items():
+            if not 0 <= p <= 1:
+                raise ValueError(f"photometric augmentation {name} must be a probability in [0, 1], got {p}")
+        self.compose = A.Compose(
+            [
+                A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=colour),
+                A.OneOf([A.GaussianBlur(blur_limit=(3, 7)), A.MotionBlur(blur_limit=(3, 7))], p=blur),
+                A.ToGray(p=grey),
+                A.GaussNoise(std_range=(0.02, 0.08), p=noise),
+                A.CoarseDropout(
+                    num_holes_range=(1, 2), hole_height_range=(0.1, 0.35), hole_width_range=(0.1, 0.35),
+                    fill="random_uniform", p=occlusion,
+                ),
+            ]
+        )
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        # Seed from the sample's generator so augmentation repeats across runs and workers.
+        self.compose.set_random_seed(int(rng.integers(2**31)))
+        return self.compose(image=image)["image"]

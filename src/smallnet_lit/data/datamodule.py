@@ -1,0 +1,142 @@
+"""The LightningDataModule: face sources for each split -> cropped, augmented batches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from smallnet_lit.data.augment import Photometric
+from smallnet_lit.data.faces import CropConfig, FaceDataset, FaceSource
+
+
+class FaceDataModule(L.LightningDataModule):
+    """`train`, `val` and `test` are FaceSources (built by Hydra from `_target_`).
+    `train_samples_per_epoch` draws that many training faces per epoch (with
+    replacement, each freshly augmented); None means one pass over the training faces."""
+
+    def __init__(
+        self,
+        train: FaceSource | None,
+        val: FaceSource | None,
+        test: FaceSource | None = None,
+        input_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        train_crop: CropConfig | dict | None = None,
+        eval_crop: CropConfig | dict | None = None,
+        photometric: Photometric | None = None,
+        train_samples_per_epoch: int | None = None,
+        seed: int = 0,
+        scheme: str | None = None,
+        num_points: int | None = None,
+        attribute_names: tuple[str, ...] | list[str] = (),
+        root: str | None = None,
+    ) -> None:
+        """`scheme`, `num_points` and `attribute_names` state what the config promises
+        (the model config reads them); they are checked against the sources here.
+        `root` is the data folder the sources read (shared by their configs)."""
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
+            raise ValueError(f"data.train_samples_per_epoch must be positive or null, got {train_samples_per_epoch}")
+        schemes = {s.scheme.name for s in (train, val, test) if s is not None}
+        if len(schemes) > 1:
+            raise ValueError(f"the train/val/test sources use different landmark schemes: {sorted(schemes)}")
+        self.sources = {"train": train, "val": val, "test": test}
+        if all(s is None for s in self.sources.values()):
+            raise ValueError("the data config gives no train, val or test source")
+        actual = self.scheme
+        if scheme is not None and scheme != actual.name:
+            raise ValueError(f"data.scheme={scheme!r} but the data's landmarks follow {actual.name!r}")
+        if num_points is not None and num_points != actual.num_points:
+            raise ValueError(f"data.num_points={num_points} but the data has {actual.num_points} points per face")
+        self.attribute_names = tuple(attribute_names)
+        self.root = root
+        self.input_size, self.batch_size, self.num_workers = input_size, batch_size, num_workers
+        self.train_crop = _crop(train_crop)
+        self.eval_crop = _crop(eval_crop)
+        self.photometric = photometric
+        self.train_samples_per_epoch = train_samples_per_epoch
+        self.seed = seed
+
+    @property
+    def scheme(self):
+        return next(s.scheme for s in self.sources.values() if s is not None)
+
+    def dataset(self, split: str) -> FaceDataset:
+        source = self.sources[split]
+        if source is None:
+            raise ValueError(f"this data config has no {split!r} split")
+        if split == "train":
+            return FaceDataset(source, self.input_size, self.train_crop, True, self.photometric, self.seed)
+        return FaceDataset(source, self.input_size, self.eval_crop)
+
+    def setup(self, stage: str | None = None) -> None:
+        # Record which photos went to which split, in the run dir, for reproducibility.
+        if self.trainer is None or not self.trainer.is_global_zero:
+            return
+        manifest = {split: getattr(src, "split_groups", None) for split, src in self.sources.items() if src is not None}
+        manifest = {k: v for k, v in manifest.items() if v is not None}
+        if manifest:
+            path = Path(self.trainer.default_root_dir) / "data_split.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"root": self.root, **manifest}, indent=1))
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train")
+        ds.epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        generator = torch.Generator().manual_seed(self.seed + ds.epoch)
+        sampler = RandomSampler(
+            ds, replacement=self.train_samples_per_epoch is not None, num_samples=self.train_samples_per_epoch,
+            generator=generator,
+        )
+        # A ragged last batch is dropped, unless it is the only one (tiny data sets).
+        return self._loader(ds, sampler=sampler, drop_last=len(sampler) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.dataset("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.dataset("test"))
+
+    def _eval_loader(self, ds: FaceDataset) -> DataLoader:
+        # Under DDP every face is evaluated exactly once: a DistributedSampler would pad
+        # the last rank with repeated faces and bias the metrics.
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return self._loader(ds, sampler=ShardSampler(ds, dist.get_rank(), dist.get_world_size()))
+        return self._loader(ds)
+
+    def _loader(self, ds: FaceDataset, **kwargs) -> DataLoader:
+        return DataLoader(
+            ds, batch_size=self.batch_size, num_workers=self.num_workers,
+            persistent_workers=False, pin_memory=torch.cuda.is_available(), **kwargs,
+        )
+
+
+class ShardSampler(DistributedSampler):
+    """Rank r of w evaluates faces r, r + w, r + 2w, ...: no padding, no repeats (ranks may
+    get one face more or less; metric states are gathered, so that is harmless)."""
+
+    def __init__(self, dataset, rank: int, world_size: int) -> None:
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(rank, len(dataset), world_size))
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _crop(cfg: CropConfig | dict | None) -> CropConfig:
+    if cfg is None:
+        return CropConfig()
+    return cfg if isinstance(cfg, CropConfig) else CropConfig(**cfg)

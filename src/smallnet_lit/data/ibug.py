@@ -1,0 +1,138 @@
+"""iBUG 300-W format: each image beside a `.pts` file of 68 points (1-based pixels),
+anywhere under a root:
+
+    version: 1
+    n_points: 68
+    {
+    x y
+    ...
+    }
+
+The header lines are optional. A validation split is made from the faces by image
+(all faces of one photo go to the same side), seeded and independent of listing order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from smallnet_lit.data.annotated import AnnotatedFaces, CacheConfig, FaceRecord
+from smallnet_lit.data.errors import BadInputError, ProblemLog
+from smallnet_lit.landmarks import IBUG68
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
+
+
+def read_pts(path: Path) -> np.ndarray:
+    """(N, 2) 0-based points of a .pts file; BadInputError names file and line."""
+    points, declared, in_block = [], None, False
+    lines = path.read_text(errors="replace").splitlines()
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("version:"):
+            continue
+        if line.startswith("n_points:"):
+            try:
+                declared = int(line.split(":", 1)[1])
+            except ValueError:
+                raise BadInputError(f"{path}:{lineno}: bad n_points header {line!r}") from None
+            continue
+        if line == "{":
+            in_block = True
+            continue
+        if line == "}":
+            break
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            x, y = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise BadInputError(f"{path}:{lineno}: expected 'x y', got {line!r}") from None
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise BadInputError(f"{path}:{lineno}: coordinate is NaN or inf: {line!r}")
+        points.append((x - 1.0, y - 1.0))  # 1-based -> 0-based pixel centres
+    del in_block
+    if declared is not None and declared != len(points):
+        raise BadInputError(f"{path}: header says n_points: {declared} but {len(points)} points follow")
+    return np.array(points, dtype=np.float64).reshape(-1, 2)
+
+
+def photo_group(pts: Path, root: Path) -> str:
+    """The photo a face belongs to: 300-W names faces <photo>_<n>.pts."""
+    rel = pts.relative_to(root).with_suffix("")
+    return str(rel.parent / re.sub(r"_\d+$", "", rel.name))
+
+
+def in_validation(group: str, fraction: float, seed: int) -> bool:
+    digest = hashlib.sha1(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+class IbugFaces(AnnotatedFaces):
+    """Faces under `root` matching `include` globs and none of `exclude` (globs on paths
+    of .pts files relative to root, e.g. 'afw/**', 'helen/trainset/**').
+
+    split: 'all', or 'train' / 'val' for the seeded by-photo split with `val_fraction`."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        include: Sequence[str] = ("**",),
+        exclude: Sequence[str] = (),
+        split: str = "all",
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        on_bad_sample: str = "error",
+        cache: CacheConfig | dict | None = None,
+    ) -> None:
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"300-W data not found: {root.resolve()} is not a folder (set data.root=...)")
+        if split not in ("all", "train", "val"):
+            raise ValueError(f"300-W split must be 'all', 'train' or 'val', got {split!r}")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        problems = ProblemLog(f"300-W {split} ({root})", on_bad_sample)
+        records = []
+        for pts in sorted(root.rglob("*.pts")):
+            rel = pts.relative_to(root)
+            if not any(rel.match(g) or _glob_match(rel, g) for g in include):
+                continue
+            if any(rel.match(g) or _glob_match(rel, g) for g in exclude):
+                continue
+            if split != "all" and in_validation(photo_group(pts, root), val_fraction, split_seed) != (split == "val"):
+                continue
+            image = next((pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file()), None)
+            if image is None:
+                problems.add(pts, None, f"no image beside it (looked for {', '.join(IMAGE_SUFFIXES[:4])})")
+                continue
+            try:
+                points = read_pts(pts)
+            except BadInputError as e:
+                where, what = str(e).split(": ", 1)
+                path, _, line = where.rpartition(":")
+                problems.add(path if line.isdigit() else where, int(line) if line.isdigit() else None, what)
+                continue
+            records.append(FaceRecord(image, points, str(image.relative_to(root)), str(pts)))
+        if not records and not problems.problems:
+            raise FileNotFoundError(
+                f"no .pts files under {root} match include={list(include)} exclude={list(exclude)} (split={split})"
+            )
+        self.split_groups = sorted({photo_group(Path(r.origin), root) for r in records})
+        super().__init__(records, IBUG68, f"300w-{split}", on_bad_sample, cache, (), problems)
+
+
+def _glob_match(rel: Path, pattern: str) -> bool:
+    # Path.match has no '**' before Python 3.13: treat 'dir/**' as "anything below dir".
+    if pattern.endswith("/**"):
+        prefix = pattern[:-3]
+        return rel.parts[: len(Path(prefix).parts)] == Path(prefix).parts
+    return pattern == "**"

@@ -1,0 +1,47 @@
+"""Reading photos as RGB uint8, whatever their format (grey, RGBA, 16-bit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from smallnet_lit.data.errors import BadInputError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """The image at `path` as (H, W, 3) uint8 RGB. Greyscale is repeated to three
+    channels, alpha is dropped, 16-bit is scaled to 8. Raises BadInputError for missing,
+    empty, truncated or undecodable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: image not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise BadInputError(f"{path}: image file is empty")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise BadInputError(f"{path}: not a readable image (corrupt, truncated or not an image format)")
+    if _looks_truncated(data, path):
+        raise BadInputError(f"{path}: JPEG data is truncated (no end-of-image marker)")
+    if image.dtype == np.uint16:
+        image = (image / 257.0).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = cv2.normalize(image.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[..., 0], cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _looks_truncated(data: np.ndarray, path: Path) -> bool:
+    # OpenCV decodes a cut-off JPEG with a warning and grey rows; the missing EOI marker
+    # (FF D9, possibly followed by padding) is the reliable sign.
+    if data[:2].tobytes() != b"\xff\xd8":
+        return False
+    tail = data[-64:].tobytes()
+    return b"\xff\xd9" not in tail
