@@ -11,7 +11,7 @@ run() {
   local name=$1; shift
   if [[ -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
   echo "== $name: $*"
-  python -m smallnet_lit.train +experiment=300w_best trainer.max_epochs="$EPOCHS" \
+  python -m smallnet_lit.train +experiment="${EXPERIMENT:-300w_best}" trainer.max_epochs="$EPOCHS" \
     trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
 }
 run reference
@@ -24,4 +24,8 @@ run no_augmentation data.train_crop.shift=0 data.train_crop.scale_jitter=0 data.
   data.train_crop.flip=0 data.photometric=null
 run sgd_step_source model/optimizer=sgd model/scheduler=step "model.scheduler.milestones=[6]"
 run input_160 model.net.input_size=160
+# The source's own setup (224 px, 64-64-128-128-256, no BatchNorm, SGD 0.01 with step decay,
+# 5000 augmented samples per epoch) on the same faces: 2 epochs = 10,000 samples, about the
+# samples of the 8-epoch runs above.
+EXPERIMENT=baseline EPOCHS=2 run baseline_source data=ibug300w "model.scheduler.milestones=[2]"
 python -m smallnet_lit.compare "$OUT"
