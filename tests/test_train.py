@@ -103,6 +103,22 @@ def test_short_training_lowers_nme_and_checkpoint_reloads_identically(make_cfg, 
     assert metrics["val/nme_best"] == pytest.approx(min(nme), rel=1e-5)
 
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    # fine-tuning starts from the weights: with lr 0 it validates exactly as the last epoch
+    tune = make_cfg(
+        [
+            "model/optimizer=adamw",
+            "model.optimizer.lr=0",
+            "model.optimizer.weight_decay=0",
+            f"init_from={ckpt}",
+            "data.val.num_faces=64",
+            "trainer.max_epochs=1",
+            "model.net.widths=[16,32,32]",
+            "test=false",
+        ]
+    )
+    with open_dict(tune):
+        tune.paths.output_dir = str(tmp_path / "tune")
+    assert train(tune)["val/nme"] == pytest.approx(nme[-1], rel=1e-5)
     model = load_model(str(ckpt))
     images = torch.randn(3, 3, 64, 64)
     trained = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]

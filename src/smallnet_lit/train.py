@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from smallnet_lit.config import config_dir, plain, quiet_environment
@@ -21,6 +22,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = datamodule_from(cfg.data)
     model = model_from(cfg.model)
+    if cfg.get("init_from"):
+        state = torch.load(cfg.init_from, map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict(state)
+        log.info("starting from the weights of %s", cfg.init_from)
     loggers = loggers_from(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks_from(cfg.get("callbacks")), logger=loggers

@@ -195,7 +195,9 @@ def _build_cache(folder: Path, records, cache: CacheConfig, check_on_image, name
     entries, offset = [], 0
     try:
         with open(tmp / "faces.bin", "wb") as blob, ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
-            for data, entry in tqdm(pool.map(work, records), total=len(records), desc=f"caching {name} crops", unit="face"):
+            for data, entry in tqdm(
+                pool.map(work, records), total=len(records), desc=f"caching {name} crops", unit="face"
+            ):
                 entry.update(offset=offset, length=len(data))
                 blob.write(data)
                 offset += len(data)
@@ -224,13 +226,17 @@ class CropCache:
         data = np.asarray(self._blob[e["offset"] : e["offset"] + e["length"]])
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
         if image is None:
-            raise BadInputError(f"{self.folder / 'faces.bin'}: cached crop {index} ({rec.key}) is corrupt; delete the folder")
+            raise BadInputError(
+                f"{self.folder / 'faces.bin'}: cached crop {index} ({rec.key}) is corrupt; delete the folder"
+            )
         to_photo = np.array(e["to_photo"])
         from_photo = cv2.invertAffineTransform(to_photo)
         points = rec.points @ from_photo[:, :2].T + from_photo[:, 2]
         box = None
         if rec.box is not None:
-            box = np.concatenate([from_photo[:, :2] @ rec.box[:2] + from_photo[:, 2], from_photo[:, :2] @ rec.box[2:] + from_photo[:, 2]])
+            box = np.concatenate(
+                [from_photo[:, :2] @ rec.box[:2] + from_photo[:, 2], from_photo[:, :2] @ rec.box[2:] + from_photo[:, 2]]
+            )
         return FaceSample(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), points, rec.key, box, rec.attributes, to_photo)
 
     def __getstate__(self):

@@ -28,8 +28,11 @@ class Photometric:
                 A.ToGray(p=grey),
                 A.GaussNoise(std_range=(0.02, 0.08), p=noise),
                 A.CoarseDropout(
-                    num_holes_range=(1, 2), hole_height_range=(0.1, 0.35), hole_width_range=(0.1, 0.35),
-                    fill="random_uniform", p=occlusion,
+                    num_holes_range=(1, 2),
+                    hole_height_range=(0.1, 0.35),
+                    hole_width_range=(0.1, 0.35),
+                    fill="random_uniform",
+                    p=occlusion,
                 ),
             ]
         )

@@ -95,7 +95,9 @@ class FaceDataModule(L.LightningDataModule):
         ds.epoch = self.trainer.current_epoch if self.trainer is not None else 0
         generator = torch.Generator().manual_seed(self.seed + ds.epoch)
         sampler = RandomSampler(
-            ds, replacement=self.train_samples_per_epoch is not None, num_samples=self.train_samples_per_epoch,
+            ds,
+            replacement=self.train_samples_per_epoch is not None,
+            num_samples=self.train_samples_per_epoch,
             generator=generator,
         )
         # A ragged last batch is dropped, unless it is the only one (tiny data sets).
@@ -116,8 +118,12 @@ class FaceDataModule(L.LightningDataModule):
 
     def _loader(self, ds: FaceDataset, **kwargs) -> DataLoader:
         return DataLoader(
-            ds, batch_size=self.batch_size, num_workers=self.num_workers,
-            persistent_workers=False, pin_memory=torch.cuda.is_available(), **kwargs,
+            ds,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
         )
 
 

@@ -58,10 +58,17 @@ def template_3d(rng: np.random.Generator | None = None) -> np.ndarray:
     # Pairs are mirrored first -> second: the upper lip is built on the image-left side,
     # the lower lip (numbered right to left) on the image-right side.
     lower_y = mouth_y + gap
-    pts[76:80, :2] = [[-mouth_w, mouth_y - smile], [-0.66 * mouth_w, mouth_y - 0.8 * upper],
-                      [-0.3 * mouth_w, mouth_y - 1.2 * upper], [0.0, mouth_y - 0.9 * upper]]
-    pts[83:86, :2] = [[0.66 * mouth_w, lower_y + 0.6 * lower], [0.3 * mouth_w, lower_y + 0.95 * lower],
-                      [0.0, lower_y + lower]]
+    pts[76:80, :2] = [
+        [-mouth_w, mouth_y - smile],
+        [-0.66 * mouth_w, mouth_y - 0.8 * upper],
+        [-0.3 * mouth_w, mouth_y - 1.2 * upper],
+        [0.0, mouth_y - 0.9 * upper],
+    ]
+    pts[83:86, :2] = [
+        [0.66 * mouth_w, lower_y + 0.6 * lower],
+        [0.3 * mouth_w, lower_y + 0.95 * lower],
+        [0.0, lower_y + lower],
+    ]
     pts[88:91, :2] = [[-0.85 * mouth_w, mouth_y - 0.9 * smile], [-0.4 * mouth_w, mouth_y], [0.0, mouth_y]]
     pts[93:95, :2] = [[0.4 * mouth_w, lower_y], [0.0, lower_y]]
     pts[76:96, 2] = 0.35 - 0.3 * np.abs(pts[76:96, 0])
@@ -101,7 +108,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
             cv2.rectangle(img, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, -1)
         else:
             q = rng.integers(0, size, 2)
-            cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, int(rng.integers(1, 6)), cv2.LINE_AA)
+            cv2.line(
+                img, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, int(rng.integers(1, 6)), cv2.LINE_AA
+            )
     return img
 
 
@@ -109,7 +118,9 @@ def render_face(rng: np.random.Generator, image_size: int = 256) -> tuple[np.nda
     """One synthetic photo (H, W, 3) uint8 RGB and its 98 landmarks (98, 2) in pixels."""
     size = image_size
     tmpl = template_3d(rng)
-    rot = _rotation(np.radians(rng.uniform(-40, 40)), np.radians(rng.uniform(-20, 20)), np.radians(rng.uniform(-35, 35)))
+    rot = _rotation(
+        np.radians(rng.uniform(-40, 40)), np.radians(rng.uniform(-20, 20)), np.radians(rng.uniform(-35, 35))
+    )
     scale = rng.uniform(0.14, 0.24) * size  # pixels per template unit
     centre = rng.uniform(0.38, 0.62, 2) * size
     proj = (tmpl @ rot.T)[:, :2] * scale + centre
@@ -117,7 +128,9 @@ def render_face(rng: np.random.Generator, image_size: int = 256) -> tuple[np.nda
     img = _background(rng, size)
     skin = np.array(_colour(rng, 40, 250))
     # Head: the contour closed over a forehead arc (not landmarks, drawn only).
-    forehead = np.stack([np.linspace(1.2, -1.2, 12), -0.35 - 1.1 * np.sin(np.linspace(0.1, np.pi - 0.1, 12)), -0.3 * np.ones(12)], 1)
+    forehead = np.stack(
+        [np.linspace(1.2, -1.2, 12), -0.35 - 1.1 * np.sin(np.linspace(0.1, np.pi - 0.1, 12)), -0.3 * np.ones(12)], 1
+    )
     head = np.concatenate([proj[0:33], ((forehead @ rot.T)[:, :2] * scale + centre)])
     cv2.fillPoly(img, [_fp(head)], tuple(int(c) for c in skin), cv2.LINE_AA, _SUBPIXEL_BITS)
     shade = tuple(int(c) for c in (skin * rng.uniform(0.5, 0.85)))
