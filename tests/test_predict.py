@@ -70,6 +70,20 @@ def test_exports_match_pytorch(checkpoint, tmp_path):
             np.testing.assert_allclose(t, r, atol=1e-4, rtol=0)
 
 
+def test_slim_checkpoint_keeps_weights_and_sets_decoding(checkpoint, tmp_path):
+    from smallnet_lit.eval import load_model
+    from smallnet_lit.export import export_slim
+
+    slim = export_slim(checkpoint, tmp_path / "slim.ckpt", decode="soft")
+    assert slim.stat().st_size < checkpoint.stat().st_size
+    assert "optimizer_states" not in torch.load(slim, weights_only=False)
+    full, small = load_model(str(checkpoint)), load_model(str(slim))
+    assert small.net.decode_mode == "soft" and full.net.decode_mode == "argmax"
+    x = torch.randn(2, 3, 64, 64)
+    small.net.decode_mode = "argmax"
+    torch.testing.assert_close(small(x)[0], full(x)[0])
+
+
 def test_predictor_maps_points_to_photo_pixels_with_torch_and_onnx(checkpoint, tmp_path):
     truth = synthetic_photo(tmp_path / "a.jpg")
     image = cv2.imread(str(tmp_path / "a.jpg"))[..., ::-1].copy()

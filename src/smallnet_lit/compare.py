@@ -108,8 +108,8 @@ def write_outputs(runs: list[Run], out: Path) -> tuple[Path, Path]:
     a.set_title("validation NME per epoch")
     a.grid(alpha=0.3)
     a.legend(fontsize=7)
-    labels = [f"#{i}" for i in range(1, len(runs) + 1)]
-    b.barh(labels[::-1], [r.best for r in runs][::-1])
+    scored = [(f"#{i}", r.best) for i, r in enumerate(runs, 1) if math.isfinite(r.best)]  # unfinished runs have none
+    b.barh([name for name, _ in scored][::-1], [best for _, best in scored][::-1])
     b.set_xlabel("best val NME (lower is better)")
     b.set_title("runs, best first")
     fig.tight_layout()

@@ -67,9 +67,10 @@ def export_slim(checkpoint: Path, path: Path, decode: str | None = None) -> Path
     with the package; `LandmarkModule.load_from_checkpoint` reads it as usual."""
     full = torch.load(checkpoint, map_location="cpu", weights_only=False)
     slim = {k: full[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")}
-    slim["hyper_parameters"] = {
-        k: v for k, v in slim["hyper_parameters"].items() if k != "optimizer" and k != "scheduler"
-    }
+    hparams = {k: v for k, v in slim["hyper_parameters"].items() if k not in ("optimizer", "scheduler")}
+    if decode is not None:  # how the shipped model decodes by default
+        hparams["net"] = {**hparams["net"], "decode": decode}
+    slim["hyper_parameters"] = hparams
     torch.save(slim, path)
     return path
 
