@@ -249,3 +249,12 @@ def test_shipped_model_on_real_photos_end_to_end(tmp_path):
             nmes.append(min(errors))  # the detection that is this face
     assert len(nmes) >= 20
     assert np.median(nmes) < 0.06
+
+
+def test_shipped_models_resolve_by_name(tmp_path):
+    from smallnet_lit.predictor import WEIGHTS_DIR, resolve_model
+
+    assert resolve_model("smallnet_300w") == WEIGHTS_DIR / "smallnet_300w.ckpt"
+    with pytest.raises(FileNotFoundError, match="nor a shipped model: .*smallnet_300w"):
+        resolve_model(tmp_path / "missing.ckpt")
+    assert predict_main([str(tmp_path), "--model", "no_such_model", "--out", str(tmp_path / "o")]) == 2

@@ -40,7 +40,11 @@ MAX_PIXELS = 80_000_000  # refuse decompression bombs before they eat the memory
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="smallnet-predict", description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", type=Path, help="images, folders of images, or videos")
-    p.add_argument("--model", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint (.ckpt) or ONNX file (.onnx)")
+    p.add_argument(
+        "--model",
+        default=str(DEFAULT_CHECKPOINT),
+        help="checkpoint (.ckpt), ONNX file (.onnx) or shipped model name (smallnet_300w, smallnet_300w_fast)",
+    )
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     p.add_argument("--boxes", type=Path, help="JSON or CSV of landmark boxes per image name (skips detection)")
     p.add_argument("--smooth", choices=sorted(SMOOTHERS), default="one_euro", help="video smoothing")

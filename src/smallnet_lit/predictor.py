@@ -13,7 +13,20 @@ import torch
 from smallnet_lit.data.faces import CropConfig, FaceSample, apply_affine, crop_transform, invert_affine, to_tensor
 from smallnet_lit.landmarks import LandmarkScheme, get_scheme
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "smallnet_300w.ckpt"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "smallnet_300w.ckpt"
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A path, or the name of a shipped model (`smallnet_300w`, `smallnet_300w_fast`)."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    shipped = WEIGHTS_DIR / f"{model}.ckpt"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))
+    raise FileNotFoundError(f"model not found: {model} (not a file, nor a shipped model: {names})")
 
 
 @dataclass
@@ -37,9 +50,7 @@ class LandmarkPredictor:
     Runtime). The ONNX file carries the scheme name and input size in its metadata."""
 
     def __init__(self, model: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", crop_scale: float = 1.2) -> None:
-        model = Path(model)
-        if not model.is_file():
-            raise FileNotFoundError(f"model not found: {model}")
+        model = resolve_model(model)
         self.crop = CropConfig(scale=crop_scale, use_given_box=True)
         if model.suffix == ".onnx":
             import onnxruntime as ort
