@@ -21,6 +21,10 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
     return 1.0 / (1.0 + tau / dt)
 
 
+def _face_size(points: np.ndarray) -> float:
+    return max(float(np.ptp(points[:, 0])), float(np.ptp(points[:, 1])), 1.0)
+
+
 class OneEuroFilter:
     """Defaults chosen with `python -m smallnet_lit.bench_smoothing --pts <a real 300-W face>`:
     beta 20 cut still-face jitter by about two thirds for +5% NME while the face moves;
@@ -35,16 +39,13 @@ class OneEuroFilter:
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
-    def reset(self) -> None:
-        self._x = self._dx = None
-
     def __call__(self, points: np.ndarray, dt: float = 1 / 30, sigma: np.ndarray | None = None) -> np.ndarray:
         points = np.asarray(points, dtype=np.float64)
         if self._x is None:
             self._x, self._dx = points.copy(), np.zeros_like(points)
             return points.copy()
         # Speeds in face sizes per second, so the parameters do not depend on resolution.
-        size = max(float(np.ptp(points[:, 0])), float(np.ptp(points[:, 1])), 1.0)
+        size = _face_size(points)
         dx = (points - self._x) / dt / size
         a_d = _alpha(self.d_cutoff, dt)
         self._dx = a_d * dx + (1 - a_d) * self._dx
@@ -65,16 +66,13 @@ class SigmaFilter:
         self._x: np.ndarray | None = None
         self._p: np.ndarray | None = None
 
-    def reset(self) -> None:
-        self._x = self._p = None
-
     def __call__(self, points: np.ndarray, dt: float = 1 / 30, sigma: np.ndarray | None = None) -> np.ndarray:
         points = np.asarray(points, dtype=np.float64)
         r = (np.ones(len(points)) if sigma is None else np.asarray(sigma, np.float64)) ** 2
         if self._x is None:
             self._x, self._p = points.copy(), r.copy()
             return points.copy()
-        size = max(float(np.ptp(points[:, 0])), float(np.ptp(points[:, 1])), 1.0)
+        size = _face_size(points)
         p = self._p + (self.q * size) ** 2
         # A large jump (beyond 3 sigma of both) is motion, not noise: follow it at once.
         jump = np.linalg.norm(points - self._x, axis=-1) ** 2 > 9 * (p + r)
