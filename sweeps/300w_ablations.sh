@@ -29,3 +29,13 @@ run input_160 model.net.input_size=160
 # samples of the 8-epoch runs above.
 EXPERIMENT=baseline EPOCHS=2 run baseline_source data=ibug300w "model.scheduler.milestones=[2]"
 python -m smallnet_lit.compare "$OUT"
+# README's table: every run's last checkpoint on the validation split, with both decodings.
+for dir in "$OUT"/*/; do
+  for decode in argmax soft; do
+    eval_dir="${OUT}_eval/$(basename "$dir")_$decode"
+    [[ -f "$dir/checkpoints/last.ckpt" && ! -f "$eval_dir/metrics.json" ]] || continue
+    python -m smallnet_lit.eval ckpt_path="$dir/checkpoints/last.ckpt" data=ibug300w split=val \
+      decode="$decode" hydra.run.dir="$eval_dir" > /dev/null
+    echo "$(basename "$dir") $decode: $(grep -E '"val/(nme|fr|auc)"' "$eval_dir/metrics.json" | tr -d ' \n')"
+  done
+done

@@ -1,7 +1,7 @@
 """CPU speed of SmallNet, per input size: single-face latency (batch 1, one thread) in
 PyTorch and ONNX Runtime, and throughput at batch 32 (all threads).
 
-    python -m smallnet_lit.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200]
+    python -m smallnet_lit.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200] [--width-mult 0.5]
 
 Without --model, the default 68-point configuration is timed with random weights (speed
 does not depend on the weights). Network only: cropping and detection are not included."""
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", type=Path, help="checkpoint whose architecture (and weights) to time")
     p.add_argument("--sizes", type=int, nargs="+", help="input sizes (default: the model's, or 128 160 224)")
     p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--width-mult", type=float, default=1.0, help="without --model: scale the channel widths")
     args = p.parse_args(argv)
     state = None
     if args.model:
@@ -103,7 +104,13 @@ def main(argv: list[str] | None = None) -> None:
         kwargs, state = dict(module.hparams.net), module.net.state_dict()
         sizes = args.sizes or [module.net.input_size]
     else:
-        kwargs = {"num_points": 68, "widths": [32, 64, 128, 256], "depths": [1, 2, 2, 2], "norm": True}
+        kwargs = {
+            "num_points": 68,
+            "widths": [32, 64, 128, 256],
+            "depths": [1, 2, 2, 2],
+            "norm": True,
+            "width_mult": args.width_mult,
+        }
         sizes = args.sizes or [128, 160, 224]
     print(
         f"CPU: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
