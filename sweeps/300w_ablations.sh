@@ -7,12 +7,16 @@
 set -euo pipefail
 OUT=${1:-multirun/300w_ablations}
 EPOCHS=${2:-8}
+# The table's reference is 300w_best as it was then, with beta 1 (the beta 0.25 row is why
+# 300w_best now uses 0.25): every run gets model.loss.beta=1 unless it sets beta itself.
 run() {
   local name=$1; shift
   if [[ -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
-  echo "== $name: $*"
+  local beta=(model.loss.beta=1)
+  [[ " $* " == *" model.loss.beta="* ]] && beta=()
+  echo "== $name: ${beta[*]} $*"
   python -m smallnet_lit.train +experiment="${EXPERIMENT:-300w_best}" trainer.max_epochs="$EPOCHS" \
-    trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
+    trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "${beta[@]}" "$@"
 }
 run reference
 run fixed_delta model.loss.fixed_delta=true
