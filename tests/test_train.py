@@ -23,12 +23,15 @@ def data_overrides(experiment: str, tmp_path: Path) -> list[str]:
         return [f"data.root={write_wflw(tmp_path / 'WFLW', 6, 4)}"]
     if data == "ibug300w":
         return [f"data.root={write_ibug(tmp_path / '300w', 6, 2)}", "data.val_fraction=0.3"]
+    if data == "faces68":
+        roots = {name: write_ibug(tmp_path / name, 6, 2) for name in ("ibug300w", "lfpw", "ytf68")}
+        return [f"data.sources.{n}.{k}" for n, r in roots.items() for k in (f"root={r}", "val_fraction=0.3")]
     return ["data.train.num_faces=8", "data.val.num_faces=4", "data.test.num_faces=4"]
 
 
 def experiment_data(experiment: str) -> str:
     text = (Path(config_dir()) / "experiment" / f"{experiment}.yaml").read_text()
-    for name in ("wflw", "ibug300w"):
+    for name in ("wflw", "ibug300w", "faces68"):
         if f"override /data: {name}" in text:
             return name
     return "synthetic"
@@ -107,7 +110,7 @@ def test_short_training_lowers_nme_and_checkpoint_reloads_identically(make_cfg, 
     tune = make_cfg(
         [
             "model/optimizer=adamw",
-            "model.optimizer.lr=0",
+            "model.optimizer.lr=20",
             "model.optimizer.weight_decay=0",
             f"init_from={ckpt}",
             "data.val.num_faces=64",
@@ -238,3 +241,34 @@ def test_csv_and_tensorboard_logging_together(make_cfg, tmp_path):
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "val/nme" in header and "train/loss_conf" in header and "train/loss_loc" in header
     assert (run / "overlays_test.jpg").is_file() and (run / "ced_test.png").is_file()
+
+
+def test_best_nme_ignores_the_sanity_check_and_survives_a_resume(make_cfg, tmp_path):
+    # lr 20 wrecks the weights in the first epoch, so the real epoch scores far worse than the
+    # untrained sanity-check batches: the best must still come from real epochs only.
+    cfg = make_cfg(
+        [
+            "trainer.max_epochs=1",
+            "+trainer.num_sanity_val_steps=1",
+            "model.optimizer.lr=20",
+            "callbacks.early_stopping=null",
+            "trainer.gradient_clip_val=null",
+            "data.train.num_faces=8",
+            "data.val.num_faces=4",
+            "test=false",
+        ]
+    )
+    metrics = train(cfg)
+    rows = [line.split(",") for line in (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()]
+    col = rows[0].index("val/nme")
+    nme = [float(r[col]) for r in rows[1:] if r[col]]
+    assert len(nme) == 1 and nme[0] > 1  # the untrained sanity batches score about 0.7
+    assert metrics["val/nme_best"] == pytest.approx(min(nme), rel=1e-6)
+
+    from smallnet_lit.module import LandmarkModule
+
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["val_nme_best"] == pytest.approx(min(nme), rel=1e-6)
+    fresh = LandmarkModule(**ckpt["hyper_parameters"])
+    fresh.on_load_checkpoint(ckpt)
+    assert float(fresh.val_nme_best.compute()) == pytest.approx(min(nme), rel=1e-6)

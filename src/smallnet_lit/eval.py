@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smallnet_lit.config import config_dir, quiet_environment
+from smallnet_lit.hard_faces import CRITERIA, face_difficulty, hard_flags
 from smallnet_lit.instantiate import datamodule_from
 from smallnet_lit.metrics import FaceAlignmentMetrics, uncertainty_calibration
 from smallnet_lit.module import LandmarkModule
@@ -64,7 +65,7 @@ def predict_split(
             points, sigma = average_with_flip(model, batch["image"].to(device), points, sigma)
         pred, pred_sigma = to_photo(points.cpu(), sigma.cpu(), batch["to_photo"])
         truth, _ = to_photo(batch["points"], torch.zeros(batch["points"].shape[:2]), batch["to_photo"])
-        metrics.update(pred, truth, batch["attributes"])
+        metrics.update(pred, truth, batch["attributes"], batch["source"])
         nme = metrics.nme[-1]
         errors.append((pred - truth).norm(dim=-1).numpy())
         sigmas.append(pred_sigma.numpy())
@@ -100,7 +101,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)
     rows, calibration = predict_split(model, loader, metrics, cfg.device, bool(cfg.get("flip_test")))
 
-    result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute().items()}
+    result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute(datamodule.source_names(cfg.split)).items()}
+    per_face = metrics.per_face().numpy()
+    difficulty = [face_difficulty(dataset.source, i) for i in tqdm(range(len(dataset)), desc="hard faces", unit="face")]
+    flags = hard_flags(difficulty)
+    for name, flag in flags.items():
+        result[f"{cfg.split}/{name}/nme"] = float(per_face[flag].mean()) if flag.any() else float("nan")
+        result[f"{cfg.split}/{name}/faces"] = int(flag.sum())
+    for row, d, i in zip(rows, difficulty, range(len(rows)), strict=True):
+        row["difficulty"] = {k: round(v, 3) for k, v in vars(d).items()}
+        row["hard"] = [c for c in CRITERIA if flags[c][i]]
     out = Path(cfg.paths.output_dir)
     (out / "metrics.json").write_text(
         json.dumps(
@@ -110,8 +120,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with open(out / "predictions.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    per_face = metrics.per_face().numpy()
-    curves = {"all": per_face}
+    curves = {"all": per_face, "hard (pose, size, blur)": per_face[flags["hard"]]}
     if datamodule.attribute_names:
         flags = torch.cat(metrics.attributes).numpy()
         curves.update(

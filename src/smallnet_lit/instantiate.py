@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # Data-config values that the source configs interpolate (data.root, data.cache, ...);
 # the datamodule itself receives the built sources.
-SHARED_DATA_KEYS = ("on_bad_sample", "cache", "include", "exclude", "val_fraction", "split_seed")
+SHARED_DATA_KEYS = ("on_bad_sample", "cache", "include", "exclude", "val_fraction", "split_seed", "sources")
 
 
 def datamodule_from(cfg: DictConfig, only_split: str | None = None) -> FaceDataModule:

@@ -18,6 +18,9 @@ class LandmarkScheme:
     # Outer eye corners (image-left eye, image-right eye): the inter-ocular NME normalizer.
     eye_corners: tuple[int, int]
     flip_pairs: tuple[tuple[int, int], ...]
+    # Ends of the face contour (image-left, image-right) and the nose tip: their asymmetry
+    # along the eye line estimates the head's yaw (the hard-face subset).
+    yaw_points: tuple[int, int, int] = (0, 0, 0)
     # Part name -> point indices, in drawing order (used for overlays and the synthetic faces).
     parts: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
@@ -55,6 +58,7 @@ WFLW98 = LandmarkScheme(
     name="wflw98",
     num_points=98,
     eye_corners=(60, 72),
+    yaw_points=(0, 54, 32),
     flip_pairs=tuple(
         _mirror(0, 32)  # face contour
         + _zip(range(33, 38), range(46, 41, -1))  # brow upper edges
@@ -86,6 +90,7 @@ IBUG68 = LandmarkScheme(
     name="ibug68",
     num_points=68,
     eye_corners=(36, 45),
+    yaw_points=(0, 30, 16),
     flip_pairs=tuple(
         _mirror(0, 16)  # jaw
         + _mirror(17, 26)  # brows

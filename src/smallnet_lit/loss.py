@@ -77,3 +77,38 @@ class DualLoss(nn.Module):
 
         total = self.alpha * loss_conf + self.beta * loss_loc
         return total, {"loss_conf": loss_conf.detach(), "loss_loc": loss_loc.detach()}
+
+
+class DistillLoss(nn.Module):
+    """Knowledge distillation from a teacher's head maps (same head grid).
+
+    cells: KL(p_teacher || p_student) of each landmark's cell distribution, both softened
+      by `temperature` (times T^2, the usual scaling so gradients keep their size);
+    offsets: squared error of the student's offsets against the teacher's, per cell,
+      weighted by the teacher's cell probability (what soft-argmax decoding reads).
+    """
+
+    def __init__(self, cells: float = 1.0, offsets: float = 1.0, temperature: float = 1.0) -> None:
+        super().__init__()
+        if cells < 0 or offsets < 0 or temperature <= 0:
+            raise ValueError(
+                f"distillation weights must be >= 0 and temperature > 0, got cells={cells}, "
+                f"offsets={offsets}, temperature={temperature}"
+            )
+        self.cells, self.offsets, self.temperature = cells, offsets, temperature
+
+    def forward(self, student: HeadOutput, teacher: HeadOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if student.scores.shape != teacher.scores.shape:
+            raise ValueError(
+                f"teacher and student head grids differ: {tuple(teacher.scores.shape[1:])} vs "
+                f"{tuple(student.scores.shape[1:])} (same input size and stage count needed)"
+            )
+        t = self.temperature
+        log_p_s = (student.scores.flatten(2) / t).log_softmax(-1)
+        log_p_t = (teacher.scores.flatten(2) / t).log_softmax(-1)
+        kd_cells = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean() * t * t
+        p_t = teacher.scores.flatten(2).softmax(-1)  # (B, K, N), untempered: the decoder's weights
+        sq = ((student.offsets - teacher.offsets) ** 2).sum(2).flatten(2)  # (B, K, N)
+        kd_offsets = (p_t * sq).sum(-1).mean()
+        total = self.cells * kd_cells + self.offsets * kd_offsets
+        return total, {"loss_kd_cells": kd_cells.detach(), "loss_kd_offsets": kd_offsets.detach()}

@@ -88,11 +88,22 @@ class FaceAlignmentMetrics(Metric):
         self.threshold = threshold
         self.attribute_names = tuple(attribute_names)
         self.add_state("nme", default=[], dist_reduce_fx="cat")
+        self.add_state("groups", default=[], dist_reduce_fx="cat")
         if self.attribute_names:
             self.add_state("attributes", default=[], dist_reduce_fx="cat")
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, attributes: torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        attributes: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> None:
+        """`groups`: (B,) index of each face's data source, for per-source figures."""
         self.nme.append(nme_per_face(pred.float(), target.float(), self.eye_corners))
+        if groups is None:
+            groups = torch.zeros(len(pred), dtype=torch.long, device=pred.device)
+        self.groups.append(groups.long())
         if self.attribute_names:
             if attributes is None:
                 attributes = torch.zeros(len(pred), len(self.attribute_names), device=pred.device)
@@ -101,11 +112,21 @@ class FaceAlignmentMetrics(Metric):
     def per_face(self) -> torch.Tensor:
         return dim_zero_cat(self.nme) if len(self.nme) else torch.zeros(0)
 
-    def compute(self) -> dict[str, torch.Tensor]:
+    def compute(self, group_names: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+        """Overall figures; with `group_names` (the data sources, by group index) also
+        `<name>/nme`, `<name>/fr`, `<name>/auc` for each source that has faces."""
         nme = self.per_face()
         if nme.numel() == 0:
             raise RuntimeError("FaceAlignmentMetrics.compute() called before any update()")
         result = {"nme": nme.mean(), "fr": failure_rate(nme, self.threshold), "auc": auc(nme, self.threshold)}
+        if group_names:
+            groups = dim_zero_cat(self.groups)
+            for g, name in enumerate(group_names):
+                subset = nme[groups == g]
+                if subset.numel():
+                    result[f"{name}/nme"] = subset.mean()
+                    result[f"{name}/fr"] = failure_rate(subset, self.threshold)
+                    result[f"{name}/auc"] = auc(subset, self.threshold)
         if self.attribute_names:
             flags = dim_zero_cat(self.attributes)
             for j, name in enumerate(self.attribute_names):

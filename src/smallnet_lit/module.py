@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
 from smallnet_lit.landmarks import get_scheme
-from smallnet_lit.loss import DualLoss
+from smallnet_lit.loss import DistillLoss, DualLoss
 from smallnet_lit.metrics import FaceAlignmentMetrics
 from smallnet_lit.net import SmallNet
 
@@ -34,7 +34,11 @@ class LandmarkModule(L.LightningModule):
         scheme: str = "wflw98",
         attribute_names: tuple[str, ...] | list[str] = (),
         fr_threshold: float = 0.10,
+        distill: dict[str, Any] | None = None,
     ) -> None:
+        """distill: {teacher: checkpoint path, cells, offsets, temperature, weight}: add
+        weight * DistillLoss(student maps, teacher maps) to the training loss. The teacher
+        is loaded when training starts and never saved into this model's checkpoints."""
         super().__init__()
         self.save_hyperparameters()
         self.scheme = get_scheme(scheme)
@@ -45,6 +49,11 @@ class LandmarkModule(L.LightningModule):
                 f"scheme ({self.scheme.num_points} points)"
             )
         self.loss_fn = DualLoss(**(loss or {}))
+        distill = dict(distill or {})
+        self.distill_teacher = distill.pop("teacher", None)
+        self.distill_weight = float(distill.pop("weight", 1.0))
+        self.distill_fn = DistillLoss(**distill) if self.distill_teacher else None
+        self._teacher: list[SmallNet] = []  # a list keeps the teacher out of state_dict
         corners = self.scheme.eye_corners
         self.val_metrics = FaceAlignmentMetrics(corners, fr_threshold)
         self.test_metrics = FaceAlignmentMetrics(corners, fr_threshold, attribute_names=tuple(attribute_names))
@@ -64,8 +73,30 @@ class LandmarkModule(L.LightningModule):
         points, _, _ = self.net.decode(out)
         return total, points
 
+    def on_fit_start(self) -> None:
+        if self.distill_teacher and not self._teacher:
+            teacher = LandmarkModule.load_from_checkpoint(
+                self.distill_teacher, map_location=self.device, weights_only=False
+            ).net.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+            self._teacher.append(teacher)
+            rank_zero_info(f"distilling from {self.distill_teacher} (weight {self.distill_weight:g})")
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        total, _ = self._shared_step(batch, "train")
+        if self.distill_fn is None:
+            total, _ = self._shared_step(batch, "train")
+            return total
+        out = self.net.forward_maps(batch["image"])
+        total, parts = self.loss_fn(out, batch["points"], batch["valid"])
+        with torch.no_grad():
+            teacher_out = self._teacher[0].forward_maps(batch["image"])
+        kd, kd_parts = self.distill_fn(out, teacher_out)
+        total = total + self.distill_weight * kd
+        bs = len(batch["image"])
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        for name, value in {**parts, **kd_parts}.items():
+            self.log(f"train/{name}", value, batch_size=bs)
         return total
 
     def on_validation_epoch_start(self) -> None:
@@ -73,28 +104,49 @@ class LandmarkModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, points = self._shared_step(batch, "val")
-        self.val_metrics.update(points, batch["points"])
+        self.val_metrics.update(points, batch["points"], groups=batch.get("source"))
+
+    def _source_names(self, split: str) -> tuple[str, ...]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return datamodule.source_names(split) if hasattr(datamodule, "source_names") else ()
 
     def on_validation_epoch_end(self) -> None:
-        result = self.val_metrics.compute()
-        self.val_nme_best.update(result["nme"])
+        result = self.val_metrics.compute(self._source_names("val"))
         self.log_dict({f"val/{k}": v for k, v in result.items()}, prog_bar=True)
-        self.log("val/nme_best", self.val_nme_best.compute())
-        if not self.trainer.sanity_checking:
-            rank_zero_info(
-                f"epoch {self.current_epoch}: val NME {result['nme']:.4f}, FR@{self.hparams.fr_threshold:g} "
-                f"{result['fr']:.3f}, AUC {result['auc']:.4f} (best NME {self.val_nme_best.compute():.4f})"
-            )
+        # The sanity check runs untrained weights on a few batches: not a validation epoch,
+        # so it must not count towards the best NME (the figure sweeps optimize).
+        if self.trainer.sanity_checking:
+            return
+        self.val_nme_best.update(result["nme"])
+        best = self.val_nme_best.compute()
+        self.log("val/nme_best", best)
+        per_source = ", ".join(f"{k[:-4]} {v:.4f}" for k, v in result.items() if k.endswith("/nme"))
+        rank_zero_info(
+            f"epoch {self.current_epoch}: val NME {result['nme']:.4f}, FR@{self.hparams.fr_threshold:g} "
+            f"{result['fr']:.3f}, AUC {result['auc']:.4f} (best NME {best:.4f})"
+            + (f"; per source: {per_source}" if per_source else "")
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # MinMetric state is not in the state_dict: keep it so a resumed run's best is right.
+        if self.val_nme_best.update_count:
+            checkpoint["val_nme_best"] = float(self.val_nme_best.compute())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "val_nme_best" in checkpoint:
+            self.val_nme_best.reset()
+            self.val_nme_best.update(torch.tensor(checkpoint["val_nme_best"], device=self.device))
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics.reset()
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, points = self._shared_step(batch, "test")
-        self.test_metrics.update(points, batch["points"], batch.get("attributes"))
+        self.test_metrics.update(points, batch["points"], batch.get("attributes"), batch.get("source"))
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
+        result = self.test_metrics.compute(self._source_names("test"))
+        self.log_dict({f"test/{k}": v for k, v in result.items()})
 
     def configure_optimizers(self) -> dict[str, Any]:
         if self.hparams.optimizer is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 
 from smallnet_lit.data.augment import Photometric
 from smallnet_lit.data.faces import CropConfig, FaceDataset, FaceSource
@@ -79,6 +79,10 @@ class FaceDataModule(L.LightningDataModule):
             return FaceDataset(source, self.input_size, self.train_crop, True, self.photometric, self.seed)
         return FaceDataset(source, self.input_size, self.eval_crop)
 
+    def source_names(self, split: str) -> tuple[str, ...]:
+        """Names of the parts of a split's source, when it mixes several (else ())."""
+        return tuple(getattr(self.sources.get(split), "names", ()))
+
     def setup(self, stage: str | None = None) -> None:
         # Record which photos went to which split, in the run dir, for reproducibility.
         if self.trainer is None or not self.trainer.is_global_zero:
@@ -94,12 +98,21 @@ class FaceDataModule(L.LightningDataModule):
         ds = self.dataset("train")
         ds.epoch = self.trainer.current_epoch if self.trainer is not None else 0
         generator = torch.Generator().manual_seed(self.seed + ds.epoch)
-        sampler = RandomSampler(
-            ds,
-            replacement=self.train_samples_per_epoch is not None,
-            num_samples=self.train_samples_per_epoch,
-            generator=generator,
-        )
+        weights = ds.source.sample_weights() if hasattr(ds.source, "sample_weights") else None
+        if weights is not None:  # a weighted mix of sources: draw by weight, with replacement
+            sampler = WeightedRandomSampler(
+                torch.as_tensor(weights, dtype=torch.double),
+                num_samples=self.train_samples_per_epoch or len(ds),
+                replacement=True,
+                generator=generator,
+            )
+        else:
+            sampler = RandomSampler(
+                ds,
+                replacement=self.train_samples_per_epoch is not None,
+                num_samples=self.train_samples_per_epoch,
+                generator=generator,
+            )
         # A ragged last batch is dropped, unless it is the only one (tiny data sets).
         return self._loader(ds, sampler=sampler, drop_last=len(sampler) > self.batch_size)
 

@@ -47,6 +47,10 @@ class FaceSource(abc.ABC):
 
     attribute_names: tuple[str, ...] = ()
 
+    def source_of(self, index: int) -> int:
+        """Which part a face comes from, when a source mixes several (SourceMix)."""
+        return 0
+
 
 @dataclass
 class CropConfig:
@@ -57,6 +61,8 @@ class CropConfig:
     Training adds random jitter: centre shift (share of the side), scale factor, rotation
     (degrees) and horizontal flip with the scheme's pair permutation, all composed into
     the one affine warp so the image is resampled once and the points move exactly.
+    `squeeze` narrows the face horizontally by a random factor in [1 - squeeze, 1] (the
+    foreshortening of a turned head, without changing which side is which).
     """
 
     scale: float = 1.2
@@ -65,12 +71,15 @@ class CropConfig:
     scale_jitter: float = 0.0
     rotation: float = 0.0
     flip: float = 0.0
+    squeeze: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scale <= 0:
             raise ValueError(f"crop scale must be positive, got {self.scale}")
         if not 0 <= self.flip <= 1:
             raise ValueError(f"crop flip must be a probability in [0, 1], got {self.flip}")
+        if not 0 <= self.squeeze < 1:
+            raise ValueError(f"crop squeeze must be in [0, 1), got {self.squeeze}")
         if self.shift < 0 or self.rotation < 0 or not 0 <= self.scale_jitter < 1:
             raise ValueError(
                 f"crop jitter must be non-negative (scale_jitter < 1), got shift={self.shift}, "
@@ -89,16 +98,20 @@ def crop_transform(
         (x0, y0), (x1, y1) = sample.points.min(0), sample.points.max(0)
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], dtype=np.float64)
     side = max(x1 - x0, y1 - y0) * crop.scale
-    angle, flip = 0.0, False
+    angle, flip, squeeze = 0.0, False, 1.0
     if rng is not None:
         centre += rng.uniform(-crop.shift, crop.shift, 2) * side
         side *= rng.uniform(1 - crop.scale_jitter, 1 + crop.scale_jitter)
         angle = np.radians(rng.uniform(-crop.rotation, crop.rotation))
         flip = bool(rng.random() < crop.flip)
+        if crop.squeeze > 0:  # drawn only when on, so older recipes keep their stream
+            squeeze = rng.uniform(1 - crop.squeeze, 1)
     k = size / max(side, 1e-6)
     c, s = np.cos(angle) * k, np.sin(angle) * k
     half = (size - 1) / 2
     m = np.array([[c, s, half - c * centre[0] - s * centre[1]], [-s, c, half + s * centre[0] - c * centre[1]]])
+    if squeeze != 1.0:  # narrow along the output's x axis, about the crop centre
+        m = np.array([[squeeze, 0, half * (1 - squeeze)], [0, 1, 0]]) @ np.vstack([m, [0, 0, 1]])
     if flip:  # x -> size - 1 - x, the way cv2.flip mirrors pixels
         m = np.array([[-1.0, 0, size - 1], [0, 1, 0]]) @ np.vstack([m, [0, 0, 1]])
     return m, flip
@@ -170,5 +183,6 @@ class FaceDataset(Dataset):
             "to_photo": torch.from_numpy(_compose(sample.to_photo, invert_affine(m)).astype(np.float32)),
             "attributes": torch.from_numpy(np.asarray(sample.attributes, np.float32)),
             "index": torch.tensor(index),
+            "source": torch.tensor(self.source.source_of(index)),
             "key": sample.key,
         }

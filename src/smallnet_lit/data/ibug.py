@@ -65,10 +65,15 @@ def read_pts(path: Path) -> np.ndarray:
     return np.array(points, dtype=np.float64).reshape(-1, 2)
 
 
-def photo_group(pts: Path, root: Path) -> str:
-    """The photo a face belongs to: 300-W names faces <photo>_<n>.pts."""
+# 300-W names faces <photo>_<n>.pts (YouTube Faces frames: <identity>_<frame>.pts).
+PHOTO_SUFFIX = r"_\d+$"
+
+
+def photo_group(pts: Path, root: Path, photo_suffix: str | None = PHOTO_SUFFIX) -> str:
+    """The photo a face belongs to: its path without the face-number suffix (regex;
+    None when every file is its own photo, as LFPW's image_XXXX)."""
     rel = pts.relative_to(root).with_suffix("")
-    return str(rel.parent / re.sub(r"_\d+$", "", rel.name))
+    return str(rel.parent / (re.sub(photo_suffix, "", rel.name) if photo_suffix else rel.name))
 
 
 def in_validation(group: str, fraction: float, seed: int) -> bool:
@@ -80,7 +85,9 @@ class IbugFaces(AnnotatedFaces):
     """Faces under `root` matching `include` globs and none of `exclude` (globs on paths
     of .pts files relative to root, e.g. 'afw/**', 'helen/trainset/**').
 
-    split: 'all', or 'train' / 'val' for the seeded by-photo split with `val_fraction`."""
+    split: 'all', or 'train' / 'val' for the seeded by-photo split with `val_fraction`;
+    `photo_suffix` is the part of a file name that numbers faces of one photo (all faces of
+    a photo go to the same side)."""
 
     def __init__(
         self,
@@ -92,6 +99,8 @@ class IbugFaces(AnnotatedFaces):
         split_seed: int = 0,
         on_bad_sample: str = "error",
         cache: CacheConfig | dict | None = None,
+        photo_suffix: str | None = PHOTO_SUFFIX,
+        name: str = "300w",
     ) -> None:
         root = Path(root).expanduser()
         if not root.is_dir():
@@ -100,7 +109,7 @@ class IbugFaces(AnnotatedFaces):
             raise ValueError(f"300-W split must be 'all', 'train' or 'val', got {split!r}")
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        problems = ProblemLog(f"300-W {split} ({root})", on_bad_sample)
+        problems = ProblemLog(f"{name} {split} ({root})", on_bad_sample)
         records = []
         for pts in sorted(root.rglob("*.pts")):
             rel = pts.relative_to(root)
@@ -108,7 +117,9 @@ class IbugFaces(AnnotatedFaces):
                 continue
             if any(rel.match(g) or _glob_match(rel, g) for g in exclude):
                 continue
-            if split != "all" and in_validation(photo_group(pts, root), val_fraction, split_seed) != (split == "val"):
+            if split != "all" and in_validation(photo_group(pts, root, photo_suffix), val_fraction, split_seed) != (
+                split == "val"
+            ):
                 continue
             image = next((pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file()), None)
             if image is None:
@@ -126,8 +137,8 @@ class IbugFaces(AnnotatedFaces):
             raise FileNotFoundError(
                 f"no .pts files under {root} match include={list(include)} exclude={list(exclude)} (split={split})"
             )
-        self.split_groups = sorted({photo_group(Path(r.origin), root) for r in records})
-        super().__init__(records, IBUG68, f"300w-{split}", on_bad_sample, cache, (), problems)
+        self.split_groups = sorted({photo_group(Path(r.origin), root, photo_suffix) for r in records})
+        super().__init__(records, IBUG68, f"{name}-{split}", on_bad_sample, cache, (), problems)
 
 
 def _glob_match(rel: Path, pattern: str) -> bool:

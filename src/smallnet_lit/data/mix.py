@@ -1,0 +1,111 @@
+"""Several annotated face sets trained as one: e.g. 300-W + LFPW + YouTube Faces frames.
+
+Each source keeps its own root, include/exclude globs, seeded split by photo (by identity
+for video frames named <identity>_<frame>) and a sampling weight. Validation keeps the
+sources apart, so NME is reported per source as well as overall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from smallnet_lit.data.annotated import CacheConfig
+from smallnet_lit.data.errors import BadInputError
+from smallnet_lit.data.faces import FaceSample, FaceSource
+from smallnet_lit.data.ibug import PHOTO_SUFFIX, IbugFaces
+from smallnet_lit.landmarks import LandmarkScheme
+
+
+@dataclass
+class SourceSpec:
+    """One iBUG-format face set. `weight` scales how often each of its faces is drawn in
+    training, relative to a face of weight 1 (0.25: a quarter as often)."""
+
+    root: str
+    include: list[str] = field(default_factory=lambda: ["**"])
+    exclude: list[str] = field(default_factory=list)
+    weight: float = 1.0
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    photo_suffix: str | None = PHOTO_SUFFIX
+
+
+class SourceMix(FaceSource):
+    """Named face sources read as one list: index i runs through the first source, then
+    the second, and so on. `source_of(i)` says which source a face came from."""
+
+    def __init__(self, sources: Mapping[str, FaceSource], weights: Mapping[str, float] | None = None) -> None:
+        if not sources:
+            raise ValueError("a source mix needs at least one source")
+        self.names = tuple(sources)
+        self.parts = [sources[n] for n in self.names]
+        schemes = {p.scheme.name for p in self.parts}
+        if len(schemes) > 1:
+            raise ValueError(f"the mixed sources use different landmark schemes: {sorted(schemes)}")
+        weights = dict(weights or {})
+        self.weights = tuple(float(weights.get(n, 1.0)) for n in self.names)
+        self._starts = np.cumsum([0] + [len(p) for p in self.parts])
+        self.split_groups = {
+            n: p.split_groups for n, p in zip(self.names, self.parts, strict=True) if hasattr(p, "split_groups")
+        }
+
+    @property
+    def scheme(self) -> LandmarkScheme:
+        return self.parts[0].scheme
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def source_of(self, index: int) -> int:
+        return int(np.searchsorted(self._starts, index, side="right") - 1)
+
+    def load(self, index: int) -> FaceSample:
+        which = self.source_of(index)
+        sample = self.parts[which].load(index - int(self._starts[which]))
+        sample.key = f"{self.names[which]}:{sample.key}"
+        return sample
+
+    def sample_weights(self) -> np.ndarray:
+        """Per-face drawing weights (the source's weight for each of its faces)."""
+        return np.repeat(np.asarray(self.weights), np.diff(self._starts))
+
+
+def ibug_mix(
+    sources: Mapping[str, SourceSpec | dict],
+    split: str,
+    on_bad_sample: str = "error",
+    cache: CacheConfig | dict | None = None,
+) -> SourceMix:
+    """A SourceMix of iBUG-format folders, each split by its own seed and fraction.
+    Sources with weight 0 are left out of training but still validated."""
+    if not sources:
+        raise ValueError("data.sources is empty: name at least one face folder")
+    specs = {name: s if isinstance(s, SourceSpec) else SourceSpec(**s) for name, s in sources.items()}
+    built = {}
+    for name, spec in specs.items():
+        if spec.weight < 0:
+            raise ValueError(f"data.sources.{name}.weight must be >= 0, got {spec.weight}")
+        if split == "train" and spec.weight == 0:
+            continue
+        if not Path(spec.root).expanduser().is_dir():
+            raise FileNotFoundError(f"data source {name!r}: {Path(spec.root).resolve()} is not a folder")
+        try:
+            built[name] = IbugFaces(
+                spec.root,
+                spec.include,
+                spec.exclude,
+                split,
+                spec.val_fraction,
+                spec.split_seed,
+                on_bad_sample,
+                cache,
+                spec.photo_suffix,
+                name,
+            )
+        except (FileNotFoundError, BadInputError) as e:
+            raise type(e)(f"data source {name!r}: {e}") from None
+    return SourceMix(built, {n: specs[n].weight for n in built})
