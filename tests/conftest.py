@@ -48,6 +48,7 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.root_dir = str(output_dir)
+        cfg.paths.cache_dir = str(output_dir / "cache")
         del cfg["hydra"]
     return cfg
 

@@ -8,9 +8,9 @@ import sys
 
 import lightning as L
 
+from smallnet_lit.checkpoints import load_model
 from smallnet_lit.data.datamodule import FaceDataModule
 from smallnet_lit.data.synthetic import SyntheticFaces
-from smallnet_lit.eval import load_model
 
 
 def main() -> None:

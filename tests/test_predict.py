@@ -53,7 +53,7 @@ def synthetic_photo(path: Path, seed: int = 0, size: int = 200) -> np.ndarray:
 
 
 def test_exports_match_pytorch(checkpoint, tmp_path):
-    from smallnet_lit.eval import load_model
+    from smallnet_lit.checkpoints import load_model
 
     net = load_model(str(checkpoint)).net
     onnx_path = export_onnx(net, tmp_path / "m.onnx", "ibug68")
@@ -71,7 +71,7 @@ def test_exports_match_pytorch(checkpoint, tmp_path):
 
 
 def test_slim_checkpoint_keeps_weights_and_sets_decoding(checkpoint, tmp_path):
-    from smallnet_lit.eval import load_model
+    from smallnet_lit.checkpoints import load_model
     from smallnet_lit.export import export_slim
 
     slim = export_slim(checkpoint, tmp_path / "slim.ckpt", decode="soft")
@@ -93,7 +93,7 @@ def test_predictor_maps_points_to_photo_pixels_with_torch_and_onnx(checkpoint, t
     # predictions lie in the face's crop (1.2x the box) in photo coordinates
     lo, hi = box[0, :2] - 0.2 * (box[0, 2:] - box[0, :2]), box[0, 2:] + 0.2 * (box[0, 2:] - box[0, :2])
     assert ((faces[0].points >= lo - 1) & (faces[0].points <= hi + 1)).all()
-    from smallnet_lit.eval import load_model
+    from smallnet_lit.checkpoints import load_model
 
     export_onnx(load_model(str(checkpoint)).net, tmp_path / "m.onnx", "ibug68")
     onnx_faces = LandmarkPredictor(tmp_path / "m.onnx").predict(image, box)

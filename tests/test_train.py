@@ -6,8 +6,9 @@ import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import open_dict
 
+from smallnet_lit.checkpoints import load_model
 from smallnet_lit.config import config_dir
-from smallnet_lit.eval import evaluate, load_model
+from smallnet_lit.eval import evaluate
 from smallnet_lit.train import train
 from tests.conftest import SHARED_DATA, write_ibug
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     state = None
     if args.model:
-        from smallnet_lit.eval import load_model
+        from smallnet_lit.checkpoints import load_model
 
         module = load_model(str(args.model))
         kwargs, state = dict(module.hparams.net), module.net.state_dict()

@@ -18,6 +18,26 @@ def config_dir() -> str:
     raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here} or in the source checkout")
 
 
+def project_root() -> str:
+    """The source checkout this package runs from (the folder with pyproject.toml above
+    src/), else the working directory (an installed wheel)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents[1:4]:
+        if (parent / "pyproject.toml").is_file() and (parent / "conf" / "train.yaml").is_file():
+            return str(parent)
+    return str(Path.cwd())
+
+
+def user_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "smallnet_lit")
+
+
+# Config interpolations: ${smallnet_root:} and ${smallnet_cache:} (conf/paths/default.yaml).
+OmegaConf.register_new_resolver("smallnet_root", project_root, replace=True)
+OmegaConf.register_new_resolver("smallnet_cache", user_cache_dir, replace=True)
+
+
 def plain(cfg: DictConfig | Any) -> Any:
     """Resolved plain dicts/lists: what checkpoints store, so they reload without Hydra."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from smallnet_lit.checkpoints import load_model
 from smallnet_lit.config import config_dir, quiet_environment
 from smallnet_lit.hard_faces import CRITERIA, face_difficulty, hard_flags
 from smallnet_lit.instantiate import datamodule_from
@@ -33,14 +34,6 @@ def to_photo(points: torch.Tensor, sigma: torch.Tensor, affine: torch.Tensor) ->
     photo = points @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
     scale = affine[:, :, :2].det().abs().sqrt()
     return photo, sigma * scale[:, None]
-
-
-def load_model(ckpt_path: str, device: str = "cpu") -> LandmarkModule:
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    # Our own checkpoints store plain-container hyperparameters; weights_only=False
-    # because Lightning checkpoints also hold optimizer and loop state.
-    return LandmarkModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=False).eval()
 
 
 def average_with_flip(model: LandmarkModule, images: torch.Tensor, points: torch.Tensor, sigma: torch.Tensor):
@@ -83,13 +76,31 @@ def predict_split(
     return rows, calibration
 
 
+def data_for_split(data: DictConfig, split: str) -> DictConfig:
+    """The data config to evaluate `split`; 'all' reads every face of the folder: the
+    validation source's reader with split=all (300-W-format folders)."""
+    if split != "all":
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val, test or all, got {split!r}")
+        return data
+    val = data.get("val")
+    if val is None or "split" not in val:
+        raise ValueError("split=all needs a folder-reading data config (data=ibug300w or data=faces68)")
+    data = data.copy()
+    with open_dict(data):
+        data["all"] = data.val.copy()
+        data["all"]["split"] = "all"
+    return data
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = load_model(cfg.ckpt_path, cfg.device)
     if cfg.get("decode"):
         model.net.decode_mode = cfg.decode
     with open_dict(cfg):
         cfg.model.net.input_size = model.net.input_size
-    datamodule = datamodule_from(cfg.data, only_split=cfg.split)
+        cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
+    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), only_split=cfg.split)
     if datamodule.scheme.name != model.scheme.name:
         raise ValueError(
             f"checkpoint {cfg.ckpt_path} predicts {model.scheme.name} landmarks but the data config gives "

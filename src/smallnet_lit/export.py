@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from smallnet_lit.checkpoints import read_checkpoint
+from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.net import SmallNet
 
 log = logging.getLogger("smallnet_lit.export")
@@ -65,9 +67,10 @@ def export_torchscript(net: SmallNet, path: Path) -> Path:
 def export_slim(checkpoint: Path, path: Path, decode: str | None = None) -> Path:
     """Weights and hyperparameters only (no optimizer or loop state): the file that ships
     with the package; `LandmarkModule.load_from_checkpoint` reads it as usual."""
-    full = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    full = read_checkpoint(checkpoint)
     slim = {k: full[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")}
-    hparams = {k: v for k, v in slim["hyper_parameters"].items() if k not in ("optimizer", "scheduler")}
+    # Training-only settings (optimizer, schedule, the distillation teacher) do not ship.
+    hparams = {k: v for k, v in slim["hyper_parameters"].items() if k not in ("optimizer", "scheduler", "distill")}
     if decode is not None:  # how the shipped model decodes by default
         hparams["net"] = {**hparams["net"], "decode": decode}
     slim["hyper_parameters"] = hparams
@@ -86,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.onnx or args.torchscript or args.slim):
         p.error("give --onnx PATH, --torchscript PATH and/or --slim PATH")
-    from smallnet_lit.eval import load_model
+    from smallnet_lit.checkpoints import load_model
 
     try:
         module = load_model(str(args.checkpoint))
-    except FileNotFoundError as e:
+    except (FileNotFoundError, BadInputError) as e:
         log.error("%s", e)
         return 2
     if args.onnx:

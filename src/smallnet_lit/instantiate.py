@@ -6,10 +6,12 @@ import logging
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from smallnet_lit.config import plain
 from smallnet_lit.data.datamodule import FaceDataModule
+from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.module import LandmarkModule
 
 log = logging.getLogger(__name__)
@@ -27,10 +29,17 @@ def datamodule_from(cfg: DictConfig, only_split: str | None = None) -> FaceDataM
     for key in SHARED_DATA_KEYS:
         cfg.pop(key, None)
     if only_split is not None:
-        for split in ("train", "val", "test"):
+        for split in ("train", "val", "test", "all"):
             if split != only_split:
                 cfg[split] = None
-    return hydra.utils.instantiate(cfg, _convert_="all")
+    try:
+        return hydra.utils.instantiate(cfg, _convert_="all")
+    except InstantiationException as e:
+        # Hydra quotes the cause with repr(): a list of bad files would print as one line
+        # with literal "\n". Our data errors already name the file and line: raise them as they are.
+        if isinstance(e.__cause__, BadInputError | OSError):
+            raise e.__cause__ from None
+        raise
 
 
 def model_from(cfg: DictConfig) -> LandmarkModule:

@@ -28,7 +28,7 @@ from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.images import read_image
 from smallnet_lit.detect import HaarFaceDetector, read_boxes, to_landmark_box
 from smallnet_lit.plots import draw_landmarks
-from smallnet_lit.predictor import DEFAULT_CHECKPOINT, FaceLandmarks, LandmarkPredictor, landmark_box
+from smallnet_lit.predictor import DEFAULT_CHECKPOINT, FaceLandmarks, LandmarkPredictor, box_problem, landmark_box
 from smallnet_lit.smoothing import SMOOTHERS, make_smoother
 
 log = logging.getLogger("smallnet_lit.predict")
@@ -51,7 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")
     p.add_argument("--redetect-every", type=int, default=10, help="video: run the detector every N frames")
     p.add_argument("--no-overlays", action="store_true", help="write JSON only")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Checked before any output is touched: a bad value must not cost an earlier result.
+    if args.redetect_every < 1:
+        p.error(f"--redetect-every must be at least 1, got {args.redetect_every}")
+    if args.min_face < 1:
+        p.error(f"--min-face must be at least 1 pixel, got {args.min_face}")
+    return args
 
 
 class Runner:
@@ -67,18 +73,32 @@ class Runner:
     def close(self) -> None:
         self.jsonl.close()
 
-    def faces_in(self, image: np.ndarray, name: str) -> list[FaceLandmarks]:
+    def given_boxes(self, name: str, path: Path) -> np.ndarray | None:
+        """--boxes entries by the image's relative name, else by its file name."""
+        found = self.boxes.get(name)
+        return found if found is not None else self.boxes.get(path.name)
+
+    def faces_in(self, image: np.ndarray, name: str, path: Path) -> tuple[list[FaceLandmarks], list[dict]]:
+        """Faces, and the given boxes that cannot give landmarks (with why)."""
         if self.boxes is not None:
-            boxes = self.boxes.get(name, np.zeros((0, 4)))
+            boxes = self.given_boxes(name, path)
+            boxes = np.zeros((0, 4)) if boxes is None else boxes
         else:
             boxes = to_landmark_box(self.detector(image))
-        return self.predictor.predict(image, boxes)
+        good, rejected = [], []
+        for box in boxes:
+            if problem := box_problem(box, image.shape):
+                rejected.append({"box": np.round(np.asarray(box, np.float64), 2).tolist(), "problem": problem})
+                log.warning("%s: box %s rejected: %s", path, rejected[-1]["box"], problem)
+            else:
+                good.append(box)
+        return self.predictor.predict(image, np.asarray(good, np.float64).reshape(-1, 4)), rejected
 
     def write(self, record: dict) -> None:
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
 
-    def image(self, path: Path) -> None:
+    def image(self, path: Path, name: str) -> None:
         try:
             check_size(path)
             image = read_image(path)
@@ -87,26 +107,23 @@ class Runner:
             self.write({"image": str(path), "error": str(e)})
             log.warning("skipped: %s", e)
             return
-        faces = self.faces_in(image, path.name)
+        faces, rejected = self.faces_in(image, name, path)
         if not faces:
             log.info("%s: no face found", path)
-        self.write(
-            {
-                "image": str(path),
-                "width": image.shape[1],
-                "height": image.shape[0],
-                "faces": [f.to_json() for f in faces],
-            }
-        )
+        record = {"image": str(path), "width": image.shape[1], "height": image.shape[0]}
+        record["faces"] = [f.to_json() for f in faces]
+        if rejected:
+            record["rejected_boxes"] = rejected
+        self.write(record)
         if not self.args.no_overlays:
             overlay = image
             for f in faces:
                 overlay = draw_landmarks(overlay, f.points)
-            out = self.args.out / "overlays" / f"{path.stem}.jpg"
-            out.parent.mkdir(exist_ok=True)
+            out = self.args.out / "overlays" / overlay_name(name)
+            out.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out), overlay[..., ::-1])
 
-    def video(self, path: Path) -> None:
+    def video(self, path: Path, name: str) -> None:
         cap = cv2.VideoCapture(str(path))
         ok, frame = cap.read() if cap.isOpened() else (False, None)
         if not ok:
@@ -119,7 +136,8 @@ class Runner:
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         writer = None
         if not self.args.no_overlays:
-            out = self.args.out / f"{path.stem}_landmarks.mp4"
+            out = self.args.out / f"{Path(name).with_suffix('')}_landmarks.mp4"
+            out.parent.mkdir(parents=True, exist_ok=True)
             writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
         tracks: list[dict] = []
         index = 0
@@ -144,6 +162,11 @@ class Runner:
         """Detect every few frames; in between, crop where each face's landmarks were."""
         if self.boxes is not None:  # given boxes ("<video name>:<frame>") start or reset tracks
             boxes = self.boxes.get(f"{name}:{index}")
+            if boxes is not None:
+                for box in boxes:
+                    if problem := box_problem(box, rgb.shape):
+                        log.warning("%s frame %d: box %s rejected: %s", name, index, np.round(box, 2).tolist(), problem)
+                boxes = np.array([b for b in boxes if box_problem(b, rgb.shape) is None]).reshape(-1, 4)
         elif index % self.args.redetect_every == 0 or not tracks:
             boxes = to_landmark_box(self.detector(rgb))
             boxes = boxes if len(boxes) else None  # a detector miss keeps the faces tracked so far
@@ -185,14 +208,22 @@ def check_size(path: Path) -> None:
         )
 
 
-def expand(inputs: list[Path]) -> list[Path]:
+def expand(inputs: list[Path]) -> list[tuple[Path, str]]:
+    """Files to read, each with its name in the outputs: the path relative to the folder
+    given (so sub/a.jpg and sub2/a.jpg stay apart), or its file name for a file given."""
     files = []
     for p in inputs:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            files += [(f, f.relative_to(p).as_posix()) for f in found]
         else:
-            files.append(p)
+            files.append((p, p.name))
     return files
+
+
+def overlay_name(name: str) -> str:
+    """overlays/<name>, kept a JPEG: a.jpg -> a.jpg, a.png -> a.png.jpg (a.jpg and a.png differ)."""
+    return name if Path(name).suffix.lower() in (".jpg", ".jpeg") else f"{name}.jpg"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 2
     files = expand(args.inputs)
-    images = [f for f in files if f.suffix.lower() not in VIDEO_SUFFIXES]
+    images = [(f, name) for f, name in files if f.suffix.lower() not in VIDEO_SUFFIXES]
     try:
-        for f in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
-            runner.image(f)
-        for f in files:
+        for f, name in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
+            runner.image(f, name)
+        for f, name in files:
             if f.suffix.lower() in VIDEO_SUFFIXES:
-                runner.video(f)
+                runner.video(f, name)
     finally:
         runner.close()
     log.info("wrote %s", args.out / "predictions.jsonl")

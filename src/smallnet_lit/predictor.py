@@ -10,23 +10,10 @@ import cv2
 import numpy as np
 import torch
 
+from smallnet_lit.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
+from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.faces import CropConfig, FaceSample, apply_affine, crop_transform, invert_affine, to_tensor
 from smallnet_lit.landmarks import LandmarkScheme, get_scheme
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "smallnet_300w.ckpt"
-
-
-def resolve_model(model: str | Path) -> Path:
-    """A path, or the name of a shipped model (`smallnet_300w`, `smallnet_300w_fast`)."""
-    path = Path(model)
-    if path.is_file():
-        return path
-    shipped = WEIGHTS_DIR / f"{model}.ckpt"
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))
-    raise FileNotFoundError(f"model not found: {model} (not a file, nor a shipped model: {names})")
 
 
 @dataclass
@@ -37,11 +24,12 @@ class FaceLandmarks:
     confidence: np.ndarray  # (K,) peak cell probability
 
     def to_json(self) -> dict:
+        # float64 before rounding: float32 values print as 111.96800231933594
         return {
-            "box": np.round(self.box, 2).tolist(),
-            "points": np.round(self.points, 2).tolist(),
-            "sigma": np.round(self.sigma, 3).tolist(),
-            "confidence": np.round(self.confidence, 4).tolist(),
+            "box": np.round(np.asarray(self.box, np.float64), 2).tolist(),
+            "points": np.round(np.asarray(self.points, np.float64), 2).tolist(),
+            "sigma": np.round(np.asarray(self.sigma, np.float64), 3).tolist(),
+            "confidence": np.round(np.asarray(self.confidence, np.float64), 4).tolist(),
         }
 
 
@@ -55,13 +43,19 @@ class LandmarkPredictor:
         if model.suffix == ".onnx":
             import onnxruntime as ort
 
-            self._session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-            meta = self._session.get_modelmeta().custom_metadata_map
-            self.scheme: LandmarkScheme = get_scheme(meta["scheme"])
-            self.input_size = int(meta["input_size"])
+            try:
+                self._session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+                meta = self._session.get_modelmeta().custom_metadata_map
+                self.scheme: LandmarkScheme = get_scheme(meta["scheme"])
+                self.input_size = int(meta["input_size"])
+            except Exception as e:  # onnxruntime raises its own types for a corrupt file
+                raise BadInputError(
+                    f"{model}: not a usable SmallNet ONNX model ({type(e).__name__}: {str(e)[:200]}); "
+                    "export one with smallnet-export CKPT --onnx PATH"
+                ) from None
             self._net = None
         else:
-            from smallnet_lit.eval import load_model
+            from smallnet_lit.checkpoints import load_model
 
             module = load_model(str(model), device)
             self._net, self._session = module.net.eval(), None
@@ -77,9 +71,13 @@ class LandmarkPredictor:
         return points.cpu().numpy(), sigma.cpu().numpy(), peak.cpu().numpy()
 
     def predict(self, image_rgb: np.ndarray, landmark_boxes: np.ndarray) -> list[FaceLandmarks]:
-        """Landmarks of each face; boxes are (N, 4) landmark boxes in photo pixels."""
+        """Landmarks of each face; boxes are (N, 4) landmark boxes in photo pixels. A box
+        of no area or off the image is a ValueError (see `box_problem`)."""
         if len(landmark_boxes) == 0:
             return []
+        for box in landmark_boxes:
+            if problem := box_problem(box, image_rgb.shape):
+                raise ValueError(f"box {np.round(np.asarray(box, float), 2).tolist()}: {problem}")
         crops, inverses = [], []
         for box in landmark_boxes:
             sample = FaceSample(image_rgb, np.zeros((0, 2)), "", box=np.asarray(box, np.float64))
@@ -93,6 +91,22 @@ class LandmarkPredictor:
             scale = float(np.sqrt(abs(np.linalg.det(inv[:, :2]))))
             faces.append(FaceLandmarks(np.asarray(box, float), apply_affine(inv, points[i]), sigma[i] * scale, conf[i]))
         return faces
+
+
+def box_problem(box, image_shape: tuple[int, ...]) -> str | None:
+    """Why a face box cannot give landmarks (None when it can): not finite, no area, or
+    mostly off the image (a crop of black padding)."""
+    box = np.asarray(box, np.float64)
+    if box.shape != (4,) or not np.isfinite(box).all():
+        return "not four finite numbers (x_min, y_min, x_max, y_max)"
+    x0, y0, x1, y1 = box
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return "less than 2 pixels wide or high (x_max <= x_min or y_max <= y_min?)"
+    h, w = image_shape[:2]
+    overlap = max(0.0, min(x1, w) - max(x0, 0)) * max(0.0, min(y1, h) - max(y0, 0))
+    if overlap < 0.25 * (x1 - x0) * (y1 - y0):
+        return f"mostly outside the {w}x{h} image"
+    return None
 
 
 def landmark_box(points: np.ndarray) -> np.ndarray:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
+from smallnet_lit.checkpoints import read_checkpoint
 from smallnet_lit.config import config_dir, plain, quiet_environment
 from smallnet_lit.instantiate import callbacks_from, datamodule_from, model_from
 from smallnet_lit.reporting import finish, loggers_from, report_test
@@ -23,9 +23,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = datamodule_from(cfg.data)
     model = model_from(cfg.model)
     if cfg.get("init_from"):
-        state = torch.load(cfg.init_from, map_location="cpu", weights_only=False)["state_dict"]
-        model.load_state_dict(state)
+        model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
         log.info("starting from the weights of %s", cfg.init_from)
+    if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path)  # a clear error for a missing or corrupt file, before any work
     loggers = loggers_from(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks_from(cfg.get("callbacks")), logger=loggers

@@ -48,15 +48,19 @@ class FaceRecord:
 class CacheConfig:
     """`dir`: where crops are cached (null = no cache: photos are decoded every time and
     checked only for existence up front). `margin`: the cached square's side as a multiple
-    of the face box's longer side; `size`: its side in pixels."""
+    of the face box's longer side; `size`: its side in pixels; `max_gb`: size limit of
+    the cache folder (least recently used caches are deleted beyond it)."""
 
     dir: str | None = None
     margin: float = 2.0
     size: int = 384
+    max_gb: float = 10.0  # least recently used caches beyond this total are deleted
 
     def __post_init__(self) -> None:
         if self.margin < 1.2 or self.size < 32:
             raise ValueError(f"cache margin must be >= 1.2 and size >= 32, got margin={self.margin}, size={self.size}")
+        if self.max_gb <= 0:
+            raise ValueError(f"cache max_gb must be positive, got {self.max_gb}")
 
 
 class AnnotatedFaces(FaceSource):
@@ -138,7 +142,11 @@ class AnnotatedFaces(FaceSource):
     def _load_or_build_cache(self, records: list[FaceRecord], problems: ProblemLog):
         folder = Path(self.cache.dir) / f"{self.name}-{self._cache_key(records)}"
         if not (folder / "index.json").is_file():
+            _remove_stale_temps(folder.parent)
             _build_cache(folder, records, self.cache, self._check_on_image, self.name)
+            _prune(folder.parent, self.cache.max_gb, keep=folder)
+        else:
+            os.utime(folder / "index.json")  # recently used: pruned last
         cache = CropCache(folder)
         kept = []
         for rec, entry in zip(records, cache.entries, strict=True):
@@ -177,7 +185,9 @@ def _crop_face(rec: FaceRecord, image: np.ndarray, cache: CacheConfig) -> tuple[
 
 def _build_cache(folder: Path, records, cache: CacheConfig, check_on_image, name: str) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    # Built under a temporary name with our pid, renamed when complete: a killed build
+    # leaves no half cache, and the next build removes its leftovers.
+    tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}{TEMP_MARK}{os.getpid()}.", dir=folder.parent))
 
     def work(rec: FaceRecord) -> tuple[bytes, dict]:
         try:
@@ -211,6 +221,48 @@ def _build_cache(folder: Path, records, cache: CacheConfig, check_on_image, name
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("cached %d face crops of %s in %s", len(entries), name, folder)
+
+
+TEMP_MARK = ".building-"
+
+
+def _remove_stale_temps(cache_dir: Path) -> None:
+    """Delete half-built caches whose building process is gone (killed mid-way)."""
+    for tmp in cache_dir.glob(f"*{TEMP_MARK}*"):
+        pid = tmp.name.rsplit(TEMP_MARK, 1)[1].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("removed the unfinished cache %s (its process %s is gone)", tmp, pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def _prune(cache_dir: Path, max_gb: float, keep: Path) -> None:
+    """Delete the least recently used caches until the folder fits in `max_gb`; log its size."""
+    caches = [d for d in cache_dir.iterdir() if (d / "index.json").is_file()]
+    caches.sort(key=lambda d: (d / "index.json").stat().st_mtime)
+    sizes = {d: _folder_bytes(d) for d in caches}
+    total = sum(sizes.values())
+    for d in caches:
+        if total <= max_gb * 1e9:
+            break
+        if d != keep:
+            shutil.rmtree(d, ignore_errors=True)
+            total -= sizes[d]
+            log.info("removed the least recently used face cache %s (limit %.1f GB)", d.name, max_gb)
+    log.info("face cache: %.2f GB in %s (data.cache.dir; limit data.cache.max_gb=%g)", total / 1e9, cache_dir, max_gb)
 
 
 class CropCache:

@@ -36,8 +36,10 @@ class FaceDataModule(L.LightningDataModule):
         num_points: int | None = None,
         attribute_names: tuple[str, ...] | list[str] = (),
         root: str | None = None,
+        all: FaceSource | None = None,  # noqa: A002 - the split's name, as `split=all` says
     ) -> None:
-        """`scheme`, `num_points` and `attribute_names` state what the config promises
+        """`all`: every face of the data (eval's split=all), built only when asked for.
+        `scheme`, `num_points` and `attribute_names` state what the config promises
         (the model config reads them); they are checked against the sources here.
         `root` is the data folder the sources read (shared by their configs)."""
         super().__init__()
@@ -47,11 +49,11 @@ class FaceDataModule(L.LightningDataModule):
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
             raise ValueError(f"data.train_samples_per_epoch must be positive or null, got {train_samples_per_epoch}")
-        schemes = {s.scheme.name for s in (train, val, test) if s is not None}
+        schemes = {s.scheme.name for s in (train, val, test, all) if s is not None}
         if len(schemes) > 1:
             raise ValueError(f"the train/val/test sources use different landmark schemes: {sorted(schemes)}")
-        self.sources = {"train": train, "val": val, "test": test}
-        if all(s is None for s in self.sources.values()):
+        self.sources = {"train": train, "val": val, "test": test, "all": all}
+        if not any(s is not None for s in self.sources.values()):
             raise ValueError("the data config gives no train, val or test source")
         actual = self.scheme
         if scheme is not None and scheme != actual.name:

@@ -51,6 +51,6 @@ class ProblemLog:
         summary = f"{self.source}: {len(self.problems)} bad sample(s), {kept} good"
         if self.on_bad_sample == "error":
             raise BadInputError(
-                f"{summary}:\n  {shown}{more}\n(set on_bad_sample=skip to leave them out and train on the rest)"
+                f"{summary}:\n  {shown}{more}\n(set data.on_bad_sample=skip to leave them out and use the rest)"
             )
         log.warning("%s; skipped:\n  %s%s", summary, shown, more)

@@ -15,6 +15,7 @@ The header lines are optional. A validation split is made from the faces by imag
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 def read_pts(path: Path) -> np.ndarray:
     """(N, 2) 0-based points of a .pts file; BadInputError names file and line."""
     points, declared, in_block = [], None, False
-    lines = path.read_text(errors="replace").splitlines()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as e:  # permission denied, I/O error
+        raise BadInputError(f"{path}: cannot read the file ({e.strerror or e})") from None
     for lineno, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
@@ -109,14 +113,17 @@ class IbugFaces(AnnotatedFaces):
             raise ValueError(f"300-W split must be 'all', 'train' or 'val', got {split!r}")
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise PermissionError(f"{root}: the folder cannot be read (permission denied)")
         problems = ProblemLog(f"{name} {split} ({root})", on_bad_sample)
-        records = []
+        records, matched = [], 0
         for pts in sorted(root.rglob("*.pts")):
             rel = pts.relative_to(root)
             if not any(rel.match(g) or _glob_match(rel, g) for g in include):
                 continue
             if any(rel.match(g) or _glob_match(rel, g) for g in exclude):
                 continue
+            matched += 1
             if split != "all" and in_validation(photo_group(pts, root, photo_suffix), val_fraction, split_seed) != (
                 split == "val"
             ):
@@ -133,9 +140,13 @@ class IbugFaces(AnnotatedFaces):
                 problems.add(path if line.isdigit() else where, int(line) if line.isdigit() else None, what)
                 continue
             records.append(FaceRecord(image, points, str(image.relative_to(root)), str(pts)))
+        if not records and not problems.problems and not matched:
+            raise FileNotFoundError(f"no .pts files under {root} match include={list(include)} exclude={list(exclude)}")
         if not records and not problems.problems:
             raise FileNotFoundError(
-                f"no .pts files under {root} match include={list(include)} exclude={list(exclude)} (split={split})"
+                f"{matched} faces under {root} match, but none falls in the {split!r} split "
+                f"(val_fraction={val_fraction}, split_seed={split_seed}; all faces of a photo go to one side, "
+                f"photos named by photo_suffix={photo_suffix!r})"
             )
         self.split_groups = sorted({photo_group(Path(r.origin), root, photo_suffix) for r in records})
         super().__init__(records, IBUG68, f"{name}-{split}", on_bad_sample, cache, (), problems)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,10 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: image not found")
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:  # permission denied, I/O error: name the file, let skip handle it
+        raise BadInputError(f"{path}: cannot read the file ({e.strerror or e})") from None
     if data.size == 0:
         raise BadInputError(f"{path}: image file is empty")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -39,9 +43,18 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def _looks_truncated(data: np.ndarray, path: Path) -> bool:
-    # OpenCV decodes a cut-off JPEG with a warning and grey rows; the missing EOI marker
-    # (FF D9, possibly followed by padding) is the reliable sign.
-    if data[:2].tobytes() != b"\xff\xd8":
+    """OpenCV decodes a cut-off JPEG with a warning and grey rows, so it cannot tell. A JPEG
+    that ends with its end-of-image marker (FF D9, maybe padded) is whole; otherwise (cut
+    off, or with data appended after the image: phone motion photos, padding) let Pillow
+    decode it strictly: only a real decoding failure means truncated."""
+    if data[:2].tobytes() != b"\xff\xd8" or b"\xff\xd9" in data[-64:].tobytes():
         return False
-    tail = data[-64:].tobytes()
-    return b"\xff\xd9" not in tail
+    from PIL import Image, ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError):
+        return True
+    return False

@@ -1,0 +1,212 @@
+"""Defects found by trying the package as a new user would (issue 11): each test failed
+before its fix."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from smallnet_lit.checkpoints import load_model, read_checkpoint
+from smallnet_lit.data.annotated import TEMP_MARK, CacheConfig
+from smallnet_lit.data.errors import BadInputError
+from smallnet_lit.data.ibug import IbugFaces
+from smallnet_lit.data.images import read_image
+from smallnet_lit.predict import main as predict_main
+from smallnet_lit.predictor import FaceLandmarks, box_problem
+from smallnet_lit.train import train
+from tests.conftest import SHARED_DATA
+from tests.test_predict import checkpoint, synthetic_photo  # noqa: F401 - the fixture
+from tests.test_train import run_eval
+
+
+def jpeg_bytes(seed: int = 0) -> bytes:
+    image = np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def test_jpeg_with_bytes_after_its_end_is_read(tmp_path):
+    # Phone "motion photos" append a video after the JPEG's end-of-image marker.
+    data = jpeg_bytes()
+    (tmp_path / "motion.jpg").write_bytes(data + b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
+    assert read_image(tmp_path / "motion.jpg").shape == (64, 64, 3)
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadInputError, match="truncated"):
+        read_image(tmp_path / "cut.jpg")
+
+
+def test_unreadable_image_and_pts_are_named_and_skippable(ibug_root, monkeypatch):
+    # Running as root ignores file modes, so the OS error is injected where the bytes are read.
+    victim_image = next(ibug_root.rglob("*_1.jpg"))
+    victim_pts = next(p for p in ibug_root.rglob("*_2.pts") if p.stem[:-2] != victim_image.stem[:-2])
+    real_fromfile, real_read_text = np.fromfile, Path.read_text
+
+    def fromfile(path, *a, **k):
+        if Path(path) == victim_image:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_fromfile(path, *a, **k)
+
+    def read_text(self, *a, **k):
+        if self == victim_pts:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *a, **k)
+
+    monkeypatch.setattr(np, "fromfile", fromfile)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    with pytest.raises(BadInputError) as err:
+        IbugFaces(ibug_root, cache={"dir": str(ibug_root.parent / "cache")})
+    assert f"{victim_image}: cannot read the file (Permission denied)" in str(err.value)
+    assert f"{victim_pts}: cannot read the file (Permission denied)" in str(err.value)
+    faces = IbugFaces(ibug_root, on_bad_sample="skip", cache={"dir": str(ibug_root.parent / "cache2")})
+    assert len(faces) == 18
+
+
+def test_empty_split_and_bad_sample_hint_say_what_to_do(ibug_root):
+    with pytest.raises(FileNotFoundError, match="20 faces under .* match, but none falls in the 'val' split"):
+        IbugFaces(ibug_root, split="val", val_fraction=0.001)
+    (next(ibug_root.rglob("*.pts"))).write_text("nonsense\n")
+    with pytest.raises(BadInputError, match=r"set data.on_bad_sample=skip") as err:
+        IbugFaces(ibug_root)
+    assert "\\n" not in str(err.value)
+
+
+def test_bad_data_errors_reach_the_user_as_written(make_cfg, ibug_root):
+    # Hydra wraps errors of instantiated targets with repr(), printing "\n" literally.
+    (next(ibug_root.rglob("*.pts"))).write_text("nonsense\n")
+    cfg = make_cfg(["data=ibug300w", f"data.root={ibug_root}", "data.val_fraction=0.3"])
+    with pytest.raises(BadInputError, match="expected 'x y', got 'nonsense'"):
+        train(cfg)
+
+
+def test_corrupt_checkpoint_is_named_everywhere(tmp_path, make_cfg, checkpoint):  # noqa: F811
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(checkpoint.read_bytes()[:5000])
+    for load in (read_checkpoint, load_model):
+        with pytest.raises(BadInputError, match=f"{bad}: not a readable checkpoint") as err:
+            load(bad)
+        assert "weights_only" not in str(err.value)
+    for key in ("ckpt_path", "init_from"):
+        cfg = make_cfg([f"{key}={bad}", "debug=fdr", "data.train.num_faces=8", "data.val.num_faces=4"])
+        with pytest.raises(BadInputError, match="not a readable checkpoint"):
+            train(cfg)
+    from smallnet_lit.export import main as export_main
+
+    assert export_main([str(bad), "--slim", str(tmp_path / "s.ckpt")]) == 2
+
+
+def test_predict_keeps_relative_paths_apart(checkpoint, tmp_path):  # noqa: F811
+    photos = tmp_path / "photos"
+    for rel in ("a.jpg", "sub/a.jpg", "sub2/a.JPG", "a.png"):
+        (photos / rel).parent.mkdir(parents=True, exist_ok=True)
+        synthetic_photo(photos / rel)
+    box = [40.0, 40.0, 160.0, 160.0]
+    (tmp_path / "boxes.json").write_text(json.dumps({"sub/a.jpg": [box], "a.jpg": [box, box]}))
+    out = tmp_path / "out"
+    argv = [str(photos), "--model", str(checkpoint), "--out", str(out), "--boxes", str(tmp_path / "boxes.json")]
+    assert predict_main(argv) == 0
+    overlays = sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.*"))
+    assert overlays == ["a.jpg", "a.png.jpg", "sub/a.jpg", "sub2/a.JPG"]
+    rows = {r["image"]: r for r in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
+    assert len(rows[str(photos / "a.jpg")]["faces"]) == 2  # its own entry, not sub/a.jpg's
+    assert len(rows[str(photos / "sub" / "a.jpg")]["faces"]) == 1
+    assert len(rows[str(photos / "sub2" / "a.JPG")]["faces"]) == 0  # no entry of its own
+    # 0.01 px in the JSON, without float32 noise
+    x = rows[str(photos / "a.jpg")]["faces"][0]["points"][0][0]
+    assert x == round(x, 2) and len(repr(x)) <= 8
+
+
+def test_predict_argument_and_model_errors_exit_2_and_keep_old_results(checkpoint, tmp_path):  # noqa: F811
+    synthetic_photo(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    assert predict_main([str(tmp_path / "a.jpg"), "--model", str(checkpoint), "--out", str(out)]) == 0
+    before = (out / "predictions.jsonl").read_text()
+    with pytest.raises(SystemExit) as exit_:
+        predict_main([str(tmp_path / "a.jpg"), "--model", str(checkpoint), "--out", str(out), "--redetect-every", "0"])
+    assert exit_.value.code == 2
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x80\x04garbage")
+    assert predict_main([str(tmp_path / "a.jpg"), "--model", str(bad), "--out", str(out)]) == 2
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    assert predict_main([str(tmp_path / "a.jpg"), "--model", str(tmp_path / "bad.onnx"), "--out", str(out)]) == 2
+    assert (out / "predictions.jsonl").read_text() == before
+
+
+def test_boxes_without_area_or_off_the_image_are_rejected_and_reported(checkpoint, tmp_path):  # noqa: F811
+    assert box_problem([10, 10, 10, 50], (100, 100)) and box_problem([500, 500, 600, 600], (100, 100))
+    assert box_problem([np.nan, 0, 10, 10], (100, 100)) and box_problem([0, 0, 50, 50], (100, 100)) is None
+    synthetic_photo(tmp_path / "a.jpg")
+    boxes = {"a.jpg": [[40, 40, 160, 160], [50, 50, 51, 90], [900, 900, 1000, 1000]]}
+    (tmp_path / "b.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "a.jpg"), "--model", str(checkpoint), "--out", str(out), "--boxes", str(tmp_path / "b.json")]
+    assert predict_main(argv) == 0
+    row = json.loads((out / "predictions.jsonl").read_text())
+    assert len(row["faces"]) == 1
+    assert [r["problem"][:10] for r in row["rejected_boxes"]] == ["less than ", "mostly out"]
+
+
+def test_face_json_has_no_float32_noise():
+    f = FaceLandmarks(
+        np.float32([1.1, 2.2, 3.3, 4.4]), np.float32([[111.968, 5.5]]), np.float32([0.123456]), np.float32([0.5])
+    )
+    assert json.dumps(f.to_json()["points"]) == "[[111.97, 5.5]]"
+
+
+def test_demo_experiment_works_with_another_data_config(make_cfg, tmp_path):
+    from tests.conftest import write_wflw
+
+    root = write_wflw(tmp_path / "WFLW", 6, 4)
+    cfg = make_cfg(["+experiment=demo", "data=wflw", f"data.root={root}", "debug=fdr"])
+    assert "val/nme" in train(cfg)
+
+
+def test_killed_cache_build_leaves_no_half_cache_and_old_caches_are_pruned(ibug_root, tmp_path):
+    cache_dir = tmp_path / "cache"
+    stale = cache_dir / f"300w-all-0123{TEMP_MARK}999999.abc"  # pid 999999: not running
+    stale.mkdir(parents=True)
+    (stale / "faces.bin").write_bytes(bytes(100))
+    IbugFaces(ibug_root, cache={"dir": str(cache_dir)})
+    assert not stale.exists()
+    first = [d for d in cache_dir.iterdir()]
+    assert len(first) == 1 and (first[0] / "index.json").is_file()
+    os.utime(first[0] / "index.json", (1, 1))  # long unused
+    # another cache, with a limit smaller than both: the older one goes, the new one stays
+    IbugFaces(ibug_root, include=["afw/**"], cache=CacheConfig(dir=str(cache_dir), max_gb=1e-9))
+    left = [d for d in cache_dir.iterdir()]
+    assert len(left) == 1 and left[0] != first[0]
+
+
+def test_cache_and_shared_data_do_not_depend_on_the_working_directory(monkeypatch, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from smallnet_lit.config import config_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROJECT_ROOT", raising=False)
+    monkeypatch.delenv("SMALLNET_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["data=ibug300w"])
+    GlobalHydra.instance().clear()
+    assert (
+        Path(cfg.data.root).resolve() == (Path(config_dir()).parent / ".." / "shared" / "data" / "300w-train").resolve()
+    )
+    assert cfg.data.cache.dir == str(tmp_path / "xdg" / "smallnet_lit" / "faces")
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for pts in sorted((SHARED_DATA / "300w-train" / "afw").glob("*.pts"))[:12]:
+        for suffix in (".pts", ".jpg"):
+            shutil.copy(pts.with_suffix(suffix), folder / pts.with_suffix(suffix).name)
+    result, out = run_eval(make_cfg, tmp_path / "eval", "smallnet_300w", ["data=ibug300w", f"data.root={folder}"])
+    assert json.loads((out / "metrics.json").read_text())["faces"] == 12
+    assert 0 < result["all/nme"] < 0.1
