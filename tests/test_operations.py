@@ -25,6 +25,7 @@ TINY_CLI = [
     "data.train.num_faces=32",
     "data.val.num_faces=16",
     "data.test.num_faces=8",
+    "data.train_samples_per_epoch=32",
     "data.batch_size=8",
     "data.num_workers=0",
     "trainer.enable_progress_bar=false",

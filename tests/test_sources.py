@@ -233,3 +233,25 @@ def test_source_mix_rejects_mixed_schemes(ibug_root):
 
     with pytest.raises(ValueError, match="different landmark schemes"):
         SourceMix({"a": IbugFaces(ibug_root), "b": SyntheticFaces(num_faces=2, seed=1)})
+
+
+def test_channels_last_computes_the_same_loss_and_gradients():
+    from smallnet_lit.module import LandmarkModule
+
+    torch.manual_seed(0)
+    kwargs = dict(
+        net=dict(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], norm=True), scheme="ibug68"
+    )
+    plain, nhwc = LandmarkModule(**kwargs), LandmarkModule(**kwargs, channels_last=True)
+    nhwc.load_state_dict(plain.state_dict())
+    nhwc.net.to(memory_format=torch.channels_last)  # what on_fit_start does
+    batch = {"image": torch.randn(4, 3, 64, 64), "points": torch.rand(4, 68, 2) * 60, "valid": torch.ones(4, 68)}
+    assert nhwc._images(batch).is_contiguous(memory_format=torch.channels_last)
+    losses = []
+    for module in (plain, nhwc):
+        out = module.net.forward_maps(module._images(batch))
+        loss, _ = module.loss_fn(out, batch["points"], batch["valid"])
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    torch.testing.assert_close(plain.net.head.weight.grad, nhwc.net.head.weight.grad, rtol=1e-3, atol=1e-5)

@@ -111,7 +111,7 @@ def test_short_training_lowers_nme_and_checkpoint_reloads_identically(make_cfg, 
     tune = make_cfg(
         [
             "model/optimizer=adamw",
-            "model.optimizer.lr=20",
+            "model.optimizer.lr=0",
             "model.optimizer.weight_decay=0",
             f"init_from={ckpt}",
             "data.val.num_faces=64",

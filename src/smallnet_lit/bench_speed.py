@@ -57,6 +57,7 @@ def bench(net_kwargs: dict, size: int, repeats: int, state_dict=None) -> dict:
         ort1 = _time(lambda: s1.run(None, {"image": x1.numpy()}), repeats)
         ort32 = _time(lambda: sall.run(None, {"image": x32.numpy()}), max(10, repeats // 10))
     train_ips = training_images_per_second(net_kwargs, size)
+    train_nhwc_ips = training_images_per_second(net_kwargs, size, channels_last=True)
     ms = lambda t: 1000 * statistics.median(t)  # noqa: E731
     return {
         "size": size,
@@ -67,17 +68,23 @@ def bench(net_kwargs: dict, size: int, repeats: int, state_dict=None) -> dict:
         "torch_b32_fps": 32 / statistics.median(pt32),
         "ort_b32_fps": 32 / statistics.median(ort32),
         "train_ips": train_ips,
+        "train_nhwc_ips": train_nhwc_ips,
     }
 
 
-def training_images_per_second(net_kwargs: dict, size: int, steps: int = 6, batch: int = 32) -> float:
-    """Forward + dual loss + backward + SGD step at batch 32 (network only, all threads)."""
+def training_images_per_second(
+    net_kwargs: dict, size: int, steps: int = 6, batch: int = 32, channels_last: bool = False
+) -> float:
+    """Forward + dual loss + backward + SGD step at batch 32 (network only, all threads),
+    in NCHW or (`channels_last`, as `model.channels_last=true` trains) NHWC layout."""
     from smallnet_lit.loss import DualLoss
 
     net = SmallNet(**{**net_kwargs, "input_size": size}).train()
     loss_fn = DualLoss()
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(batch, 3, size, size)
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     points = torch.rand(batch, net.num_points, 2) * size
 
     def step() -> None:
@@ -117,13 +124,13 @@ def main(argv: list[str] | None = None) -> None:
         f"onnxruntime {__import__('onnxruntime').__version__}, numpy {np.__version__}"
     )
     print(f"net: {kwargs}")
-    print("size  params  GMACs  torch b1 1-thread  ORT b1 1-thread  torch b32  ORT b32  training b32")
+    print("size  params  GMACs  torch b1 1-thread  ORT b1 1-thread  torch b32  ORT b32  training b32  (NHWC)")
     for size in sizes:
         r = bench(kwargs, size, args.repeats, state if args.model and size == sizes[0] else None)
         print(
             f"{r['size']:>4}  {r['params_m']:5.2f}M  {r['gmacs']:5.3f}  {r['torch_b1_1t_ms']:14.2f} ms  "
             f"{r['ort_b1_1t_ms']:12.2f} ms  {r['torch_b32_fps']:6.0f}/s  {r['ort_b32_fps']:6.0f}/s  "
-            f"{r['train_ips']:9.0f}/s"
+            f"{r['train_ips']:9.0f}/s  {r['train_nhwc_ips']:5.0f}/s"
         )
 
 

@@ -70,7 +70,11 @@ def export_slim(checkpoint: Path, path: Path, decode: str | None = None) -> Path
     full = read_checkpoint(checkpoint)
     slim = {k: full[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")}
     # Training-only settings (optimizer, schedule, the distillation teacher) do not ship.
-    hparams = {k: v for k, v in slim["hyper_parameters"].items() if k not in ("optimizer", "scheduler", "distill")}
+    hparams = {
+        k: v
+        for k, v in slim["hyper_parameters"].items()
+        if k not in ("optimizer", "scheduler", "distill", "channels_last")
+    }
     if decode is not None:  # how the shipped model decodes by default
         hparams["net"] = {**hparams["net"], "decode": decode}
     slim["hyper_parameters"] = hparams

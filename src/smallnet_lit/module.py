@@ -35,10 +35,13 @@ class LandmarkModule(L.LightningModule):
         attribute_names: tuple[str, ...] | list[str] = (),
         fr_threshold: float = 0.10,
         distill: dict[str, Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         """distill: {teacher: checkpoint path, cells, offsets, temperature, weight}: add
         weight * DistillLoss(student maps, teacher maps) to the training loss. The teacher
-        is loaded when training starts and never saved into this model's checkpoints."""
+        is loaded when training starts and never saved into this model's checkpoints.
+        channels_last: run the convolutions in NHWC memory layout (faster on CPUs:
+        docs/speed.md); the weights and their checkpoints are the same either way."""
         super().__init__()
         self.save_hyperparameters()
         self.scheme = get_scheme(scheme)
@@ -63,8 +66,13 @@ class LandmarkModule(L.LightningModule):
         """Points (B, K, 2) and sigma (B, K), in input pixels."""
         return self.net(images)
 
+    def _images(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.hparams.get("channels_last"):
+            return batch["image"].contiguous(memory_format=torch.channels_last)
+        return batch["image"]
+
     def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net.forward_maps(batch["image"])
+        out = self.net.forward_maps(self._images(batch))
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         bs = len(batch["image"])
         self.log(f"{stage}/loss", total, prog_bar=stage == "train", batch_size=bs, sync_dist=stage != "train")
@@ -74,12 +82,16 @@ class LandmarkModule(L.LightningModule):
         return total, points
 
     def on_fit_start(self) -> None:
+        if self.hparams.get("channels_last"):
+            self.net.to(memory_format=torch.channels_last)
         if self.distill_teacher and not self._teacher:
             teacher = LandmarkModule.load_from_checkpoint(
                 self.distill_teacher, map_location=self.device, weights_only=False
             ).net.eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
+            if self.hparams.get("channels_last"):
+                teacher.to(memory_format=torch.channels_last)
             self._teacher.append(teacher)
             rank_zero_info(f"distilling from {self.distill_teacher} (weight {self.distill_weight:g})")
 
@@ -87,10 +99,11 @@ class LandmarkModule(L.LightningModule):
         if self.distill_fn is None:
             total, _ = self._shared_step(batch, "train")
             return total
-        out = self.net.forward_maps(batch["image"])
+        images = self._images(batch)
+        out = self.net.forward_maps(images)
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         with torch.no_grad():
-            teacher_out = self._teacher[0].forward_maps(batch["image"])
+            teacher_out = self._teacher[0].forward_maps(images)
         kd, kd_parts = self.distill_fn(out, teacher_out)
         total = total + self.distill_weight * kd
         bs = len(batch["image"])
