@@ -10,12 +10,16 @@ OUT=${1:-multirun/faces68_ablations}
 ROBUST=(data.train_crop.squeeze=0.3 data.train_crop.rotation=30 data.train_crop.shift=0.08
   data.train_crop.scale_jitter=0.15 data.photometric.lighting=0.3 data.photometric.strong_blur=0.2
   data.photometric.lowres=0.3 data.photometric.jpeg=0.3)
-FAST=(model.net.width_mult=0.5 trainer.max_epochs=80 data.cache.size=384)
+# A-E ran before NHWC and the 256-px crop cache became the faces68 defaults.
+BEFORE=(model.channels_last=false data.cache.size=384)
+FAST=(model.net.width_mult=0.5 trainer.max_epochs=80 "${BEFORE[@]}")
 run() {
   local name=$1; shift
   if [[ -f "$OUT/$name/checkpoints/last.ckpt" && -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
+  local experiment=faces68
+  if [[ ${1:-} == +experiment=* ]]; then experiment=${1#+experiment=}; shift; fi
   echo "== $name: $*"
-  python -m smallnet_lit.train +experiment=faces68 trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
+  python -m smallnet_lit.train +experiment="$experiment" trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
 }
 # YouTube Faces frames: none, weight 0.1, weight 0.25 (fast model, 80 epochs)
 run fast_ytf0 "${FAST[@]}" data.sources.ytf68.weight=0
@@ -23,14 +27,21 @@ run fast_ytf0.1 "${FAST[@]}" data.sources.ytf68.weight=0.1
 run fast_ytf0.25 "${FAST[@]}" data.sources.ytf68.weight=0.25
 # in-the-wild augmentation (squeeze, roll, box noise, lighting, strong blur, low resolution, JPEG)
 run fast_ytf0_robust "${FAST[@]}" data.sources.ytf68.weight=0 "${ROBUST[@]}"
-# the default width, 90 epochs, without YouTube Faces
-run default_ytf0 data.sources.ytf68.weight=0 data.cache.size=384
+# the default width, 90 epochs: without YouTube Faces (A), and as shipped (G: weight 0.1)
+run default_ytf0 data.sources.ytf68.weight=0 "${BEFORE[@]}"
+run default_ytf0.1
+# the fast model distilled from A's best epoch (F; shipped as smallnet_300w_fast)
+teacher=$(ls "$OUT"/default_ytf0/checkpoints/epoch_*.ckpt | tail -1)
+run fast_ytf0_distilled +experiment=faces68_fast model.distill.teacher="$teacher"
 python -m smallnet_lit.compare "$OUT"
 for dir in "$OUT"/*/; do
   name=$(basename "$dir")
-  for data in ibug300w faces68; do
-    eval_dir="${OUT}_eval/${name}_${data}"
-    [[ -f "$dir/checkpoints/last.ckpt" && ! -f "$eval_dir/metrics.json" ]] || continue
-    python -m smallnet_lit.eval ckpt_path="$dir/checkpoints/last.ckpt" data="$data" split=val hydra.run.dir="$eval_dir"
+  ckpt=$(ls "$dir"/checkpoints/epoch_*.ckpt 2>/dev/null | tail -1)  # the table's checkpoints: best epoch
+  [[ -n "$ckpt" ]] || continue
+  for setting in "ibug300w" "ibug300w flip_test=true" "faces68"; do
+    set -- $setting
+    eval_dir="${OUT}_eval/${name}_$(echo "$setting" | tr ' =' '__')"
+    [[ -f "$eval_dir/metrics.json" ]] && continue
+    python -m smallnet_lit.eval ckpt_path="$ckpt" data="$1" split=val "${@:2}" hydra.run.dir="$eval_dir"
   done
 done

@@ -211,3 +211,25 @@ def test_killed_run_resumes_from_last_ckpt_to_the_same_metrics(tmp_path):
     whole, resumed = final(tmp_path / "whole"), final(tmp_path / "cut")
     for key in ("val/nme_best", "val/fr", "val/auc"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-5), key
+
+
+def test_architecture_grid_stays_within_the_budget(make_cfg):
+    """Every job of hparams_search=faces68_arch composes and fits <= 1.5 M parameters and
+    <= 0.5 GMACs (the issue's budget for a shipped model)."""
+    import itertools
+
+    from smallnet_lit.net import SmallNet, count_macs, count_params
+
+    grid = yaml.safe_load((ROOT / "conf" / "hparams_search" / "faces68_arch.yaml").read_text())
+    params = grid["hydra"]["sweeper"]["params"]
+    choices = {
+        k: [v.strip() for v in str(spec).replace("],[", "];[").split(";" if "[" in str(spec) else ",")]
+        for k, spec in params.items()
+    }
+    for combo in itertools.product(*choices.values()):
+        overrides = [f"{k}={v}" for k, v in zip(choices, combo, strict=True)]
+        cfg = make_cfg(["+experiment=faces68", *overrides], tiny=False)
+        kwargs = {k: v for k, v in cfg.model.net.items()}
+        net = SmallNet(**kwargs)
+        assert count_params(net) <= 1.5e6 and count_macs(net) <= 0.5e9, overrides
+    assert len(list(itertools.product(*choices.values()))) == 24

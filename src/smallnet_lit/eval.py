@@ -132,12 +132,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     curves = {"all": per_face, "hard (pose, size, blur)": per_face[flags["hard"]]}
+    groups = torch.cat(metrics.groups).numpy()
+    for g, name in enumerate(datamodule.source_names(cfg.split)):
+        if (groups == g).any():
+            curves[name] = per_face[groups == g]
     if datamodule.attribute_names:
         flags = torch.cat(metrics.attributes).numpy()
         curves.update(
             {n: per_face[flags[:, j] > 0] for j, n in enumerate(datamodule.attribute_names) if flags[:, j].any()}
         )
-    plot_ced(curves, out / "ced.png", cfg.fr_threshold, title=f"CED, {cfg.split} split")
+    plot_ced(
+        curves, out / "ced.png", cfg.fr_threshold, title=f"CED, {cfg.split} split ({Path(str(cfg.ckpt_path)).stem})"
+    )
     for logger in loggers_from(cfg.get("logger")):
         logger.log_metrics(result)
         logger.save()

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from smallnet_lit.landmarks import LandmarkScheme  # noqa: E402
 from smallnet_lit.metrics import ced_curve  # noqa: E402
 
 
@@ -36,17 +37,35 @@ def plot_ced(curves: Mapping[str, np.ndarray], path: str | Path, threshold: floa
     return path
 
 
+CLOSED_PARTS = ("left_eye", "right_eye", "outer_lips", "inner_lips")
+
+
 def draw_landmarks(
-    image: np.ndarray, points: np.ndarray, colour=(0, 255, 0), target: np.ndarray | None = None
+    image: np.ndarray,
+    points: np.ndarray,
+    colour=(0, 255, 0),
+    target: np.ndarray | None = None,
+    scheme: LandmarkScheme | None = None,
 ) -> np.ndarray:
-    """A copy of the RGB uint8 image with the points drawn (and the targets in red)."""
+    """A copy of the RGB uint8 image with the points drawn (and the targets in red).
+    Sizes follow the face, not the photo, so small faces in a crowd stay visible and
+    large ones are not covered; with `scheme` the parts (contour, brows, nose, eyes, lips)
+    are joined by lines."""
     import cv2
 
     out = np.ascontiguousarray(image).copy()
-    radius = max(1, round(max(out.shape[:2]) / 200))
+    points = np.asarray(points, np.float64)
+    extent = float(np.ptp(points, axis=0).max()) if len(points) else 0.0
+    radius = max(1, round(extent / 90))
+    thickness = max(1, round(extent / 150))
+    if scheme is not None:
+        for name, idx in scheme.parts.items():
+            if len(idx) > 1 and name != "pupils":
+                line = np.round(points[list(idx)]).astype(np.int32)
+                cv2.polylines(out, [line], name in CLOSED_PARTS, colour, thickness, cv2.LINE_AA)
     if target is not None:
         for x, y in np.asarray(target):
             cv2.circle(out, (round(float(x)), round(float(y))), radius, (255, 0, 0), -1, cv2.LINE_AA)
-    for x, y in np.asarray(points):
+    for x, y in points:
         cv2.circle(out, (round(float(x)), round(float(y))), radius, colour, -1, cv2.LINE_AA)
     return out

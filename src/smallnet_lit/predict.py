@@ -118,7 +118,7 @@ class Runner:
         if not self.args.no_overlays:
             overlay = image
             for f in faces:
-                overlay = draw_landmarks(overlay, f.points)
+                overlay = draw_landmarks(overlay, f.points, scheme=self.predictor.scheme)
             out = self.args.out / "overlays" / overlay_name(name)
             out.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out), overlay[..., ::-1])
@@ -149,7 +149,7 @@ class Runner:
                 if writer is not None:
                     overlay = rgb
                     for f in faces:
-                        overlay = draw_landmarks(overlay, f.points)
+                        overlay = draw_landmarks(overlay, f.points, scheme=self.predictor.scheme)
                     writer.write(overlay[..., ::-1])
                 ok, frame = cap.read()
                 index += 1
