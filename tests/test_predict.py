@@ -258,3 +258,22 @@ def test_shipped_models_resolve_by_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="nor a shipped model: .*smallnet_300w"):
         resolve_model(tmp_path / "missing.ckpt")
     assert predict_main([str(tmp_path), "--model", "no_such_model", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_python_api_finds_faces_on_a_path_or_an_array(checkpoint, tmp_path):
+    import smallnet_lit as sl
+
+    truth = synthetic_photo(tmp_path / "face.jpg")
+    model = sl.load(checkpoint)
+    box = np.array([[*truth.min(0), *truth.max(0)]])
+    from_path = model(tmp_path / "face.jpg", boxes=box)
+    from_array = model(cv2.imread(str(tmp_path / "face.jpg"))[..., ::-1].copy(), boxes=box)
+    assert len(from_path) == 1 and isinstance(from_path[0], sl.FaceLandmarks)
+    np.testing.assert_allclose(from_path[0].points, from_array[0].points)
+    assert from_path[0].points.shape == (68, 2) and from_path[0].sigma.shape == (68,)
+    assert model.scheme.num_points == 68
+    assert isinstance(model(np.full((80, 80, 3), 90, np.uint8)), list)  # no face: an empty list
+    with pytest.raises(ValueError, match="RGB uint8"):
+        model(np.zeros((10, 10)))
+    with pytest.raises(ValueError, match="mostly outside"):
+        model(tmp_path / "face.jpg", boxes=[[900, 900, 1000, 1000]])

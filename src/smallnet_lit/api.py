@@ -1,0 +1,53 @@
+"""The Python API, as the field's packages offer it (face_alignment, mediapipe, dlib):
+
+    import smallnet_lit as sl
+    model = sl.load("smallnet_300w")          # a shipped name, a .ckpt or an .onnx file
+    faces = model("photo.jpg")               # or an RGB uint8 array (H, W, 3)
+    faces[0].points, faces[0].sigma, faces[0].box
+
+Faces are found with OpenCV's Haar cascade unless `boxes` (landmark boxes, x_min y_min
+x_max y_max in image pixels) are given; each is cropped like the training protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from smallnet_lit.checkpoints import DEFAULT_CHECKPOINT
+from smallnet_lit.data.images import read_image
+from smallnet_lit.detect import HaarFaceDetector, to_landmark_box
+from smallnet_lit.predictor import FaceLandmarks, LandmarkPredictor, box_problem
+
+
+class Landmarker:
+    """A loaded model with its face detector: call it on an image to get its faces."""
+
+    def __init__(self, model: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", min_face: int = 40) -> None:
+        self.predictor = LandmarkPredictor(model, device)
+        self.detector = HaarFaceDetector(min_size=min_face)
+
+    @property
+    def scheme(self):
+        """The landmark scheme (point count, eye corners, parts) the model predicts."""
+        return self.predictor.scheme
+
+    def __call__(self, image: str | Path | np.ndarray, boxes: np.ndarray | None = None) -> list[FaceLandmarks]:
+        """Faces of an image (path, or RGB uint8 array), largest detection first: each with
+        `box`, `points` (K, 2) and `sigma` (K,) in image pixels and `confidence` (K,)."""
+        rgb = read_image(image) if isinstance(image, str | Path) else np.asarray(image)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        if boxes is None:
+            boxes = to_landmark_box(self.detector(rgb))
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        for box in boxes:
+            if problem := box_problem(box, rgb.shape):
+                raise ValueError(f"box {box.tolist()}: {problem}")
+        return self.predictor.predict(rgb, boxes)
+
+
+def load(model: str | Path = "smallnet_300w", device: str = "cpu", min_face: int = 40) -> Landmarker:
+    """A Landmarker for a shipped model name (`smallnet_300w`, `smallnet_300w_fast`), a
+    checkpoint or an exported ONNX file."""
+    return Landmarker(model, device, min_face)
