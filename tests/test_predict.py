@@ -224,9 +224,15 @@ def test_haar_detector_finds_real_faces_where_the_landmarks_are():
     assert hits >= 14
 
 
-def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "smallnet_lit.predict", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "--smooth" in result.stdout
+def test_console_scripts_are_installed_and_answer_help():
+    import shutil
+
+    bin_dir = Path(sys.executable).parent
+    for name, flag in (("smallnet-predict", "--smooth"), ("smallnet-export", "--onnx")):
+        script = shutil.which(name, path=str(bin_dir)) or shutil.which(name)
+        assert script, f"{name} is not installed beside {sys.executable} (pip install -e .)"
+        result = subprocess.run([script, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and flag in result.stdout
 
 
 @pytest.mark.shared_data

@@ -56,8 +56,12 @@ def run_eval(make_cfg, out: Path, ckpt: Path, overrides: list[str]) -> tuple[dic
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(make_cfg, experiment):
     cfg = make_cfg([f"+experiment={experiment}"], tiny=False)
-    assert cfg.model.net.num_points == cfg.data.num_points
-    assert cfg.model.scheme == cfg.data.scheme
+    from smallnet_lit.landmarks import get_scheme
+    from smallnet_lit.net import SmallNet
+
+    net = SmallNet(**cfg.model.net)  # the composed network builds, for the data's landmark scheme
+    assert net.num_points == get_scheme(cfg.data.scheme).num_points
+    assert cfg.model.optimizer._target_.startswith("torch.optim.")
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -50,7 +50,9 @@ def average_with_flip(model: LandmarkModule, images: torch.Tensor, points: torch
 @torch.no_grad()
 def predict_split(
     model: LandmarkModule, loader: DataLoader, metrics: FaceAlignmentMetrics, device: str, flip_test: bool = False
-) -> list[dict]:
+) -> tuple[list[dict], dict[str, float]]:
+    """Predict every face of the loader into `metrics`; return one JSON row per face and
+    the uncertainty calibration over all points."""
     rows, errors, sigmas = [], [], []
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         points, sigma = model(batch["image"].to(device))
