@@ -283,3 +283,55 @@ def test_python_api_finds_faces_on_a_path_or_an_array(checkpoint, tmp_path):
         model(np.zeros((10, 10)))
     with pytest.raises(ValueError, match="mostly outside"):
         model(tmp_path / "face.jpg", boxes=[[900, 900, 1000, 1000]])
+
+
+def test_int8_export_runs_through_the_cli_and_the_predictor(checkpoint, tmp_path):
+    from smallnet_lit.export import main as export_main
+    from tests.conftest import write_ibug
+
+    faces = write_ibug(tmp_path / "faces", 6, 2)
+    out = tmp_path / "m_int8.onnx"
+    with pytest.raises(SystemExit):
+        export_main([str(checkpoint), "--onnx-int8", str(out)])  # no --calibration: a usage error
+    assert export_main([str(checkpoint), "--onnx-int8", str(out), "--calibration", str(faces)]) == 0
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["quantization"] == "int8" and meta["scheme"] == "ibug68"
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    truth = synthetic_photo(tmp_path / "a.jpg")
+    faces_found = LandmarkPredictor(out).predict(
+        cv2.imread(str(tmp_path / "a.jpg"))[..., ::-1], np.array([[*truth.min(0), *truth.max(0)]])
+    )
+    assert faces_found[0].points.shape == (68, 2)
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path):
+    """docs/speed.md: int8 convolutions cost about 0.02% NME on the 300-W validation split."""
+    from smallnet_lit.checkpoints import load_model
+    from smallnet_lit.data.ibug import IbugFaces
+    from smallnet_lit.export import calibration_crops, export_onnx_int8
+    from smallnet_lit.metrics import nme_per_face
+
+    net = load_model("smallnet_300w_fast").net
+    root = SHARED_DATA / "300w-train"
+    export_onnx(net, tmp_path / "f.onnx", "ibug68")
+    export_onnx_int8(net, tmp_path / "q.onnx", "ibug68", calibration_crops(root, 128, 100))
+    val = FaceDataset(IbugFaces(root, split="val", cache={"dir": str(tmp_path / "c")}), 128, CropConfig())
+    items = [val[i] for i in range(len(val))]
+    x = np.stack([it["image"].numpy() for it in items])
+    affine = torch.stack([it["to_photo"] for it in items])
+
+    def photo(points):
+        return torch.as_tensor(points) @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+
+    truth = photo(torch.stack([it["points"] for it in items]))
+    nme = {}
+    for name in ("f", "q"):
+        points = ort.InferenceSession(str(tmp_path / f"{name}.onnx")).run(None, {"image": x})[0]
+        nme[name] = nme_per_face(photo(points), truth, (36, 45)).mean().item()
+    assert len(items) == 132 and nme["f"] < 0.0375
+    assert nme["q"] < nme["f"] + 0.001
