@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -18,6 +19,8 @@ from tqdm import tqdm
 
 from smallnet_lit.checkpoints import load_model
 from smallnet_lit.config import config_dir, quiet_environment
+from smallnet_lit.data.faces import FaceDataset
+from smallnet_lit.detect import DetectedFaces
 from smallnet_lit.hard_faces import CRITERIA, face_difficulty, hard_flags
 from smallnet_lit.instantiate import datamodule_from
 from smallnet_lit.metrics import FaceAlignmentMetrics, uncertainty_calibration
@@ -109,12 +112,26 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"{datamodule.scheme.name}: choose a matching data= config"
         )
     dataset = datamodule.dataset(cfg.split)
+    missed = {}
+    if cfg.get("crop_from", "truth") == "haar":
+        # What a user of smallnet-predict gets: crops from detector boxes, misses counted.
+        total = len(dataset.source)
+        detected = DetectedFaces(dataset.source)
+        dataset = FaceDataset(detected, dataset.input_size, replace(dataset.crop, use_given_box=True))
+        missed = {"not_found": (total - len(detected)) / total}
+        for g, name in enumerate(datamodule.source_names(cfg.split)):
+            in_part = sum(detected.source.source_of(i) == g for i in range(total))
+            missed[f"{name}/not_found"] = detected.missed.get(g, 0) / max(in_part, 1)
+        log.info("Haar found %d of %d faces (%.1f%% not found)", len(detected), total, 100 * missed["not_found"])
+    elif cfg.get("crop_from", "truth") != "truth":
+        raise ValueError(f"crop_from must be 'truth' or 'haar', got {cfg.crop_from!r}")
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
     metrics = FaceAlignmentMetrics(model.scheme.eye_corners, cfg.fr_threshold, datamodule.attribute_names)
     log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)
     rows, calibration = predict_split(model, loader, metrics, cfg.device, bool(cfg.get("flip_test")))
 
     result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute(datamodule.source_names(cfg.split)).items()}
+    result.update({f"{cfg.split}/{k}": float(v) for k, v in missed.items()})
     per_face = metrics.per_face().numpy()
     difficulty = [face_difficulty(dataset.source, i) for i in tqdm(range(len(dataset)), desc="hard faces", unit="face")]
     flags = hard_flags(difficulty)

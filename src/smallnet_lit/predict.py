@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.images import read_image
-from smallnet_lit.detect import HaarFaceDetector, read_boxes, to_landmark_box
+from smallnet_lit.detect import HaarFaceDetector, box_iou, read_boxes, to_landmark_box
 from smallnet_lit.plots import draw_landmarks
 from smallnet_lit.predictor import DEFAULT_CHECKPOINT, FaceLandmarks, LandmarkPredictor, box_problem, landmark_box
 from smallnet_lit.smoothing import SMOOTHERS, make_smoother
@@ -184,18 +184,10 @@ class Runner:
     def continue_track(self, box: np.ndarray, tracks: list[dict]) -> dict:
         """A detection that overlaps a track (IoU > 0.3) continues it: its landmark box and
         smoothing state are kept (they fit the face better than a fresh detector box)."""
-        best = max(tracks, key=lambda t: _iou(box, t["box"]), default=None)
-        if best is not None and _iou(box, best["box"]) > 0.3:
+        best = max(tracks, key=lambda t: box_iou(box, t["box"]), default=None)
+        if best is not None and box_iou(box, best["box"]) > 0.3:
             return best
         return {"box": box, "smoother": make_smoother(self.args.smooth)}
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def check_size(path: Path) -> None:

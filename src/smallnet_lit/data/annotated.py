@@ -102,6 +102,9 @@ class AnnotatedFaces(FaceSource):
             return self._cache.load(index, rec)
         return FaceSample(read_image(rec.image_path), rec.points, rec.key, rec.box, rec.attributes)
 
+    def photo(self, index: int) -> np.ndarray | None:
+        return read_image(self.records[index].image_path) if self._cache is not None else None
+
     # -- validation -------------------------------------------------------------------
 
     def _check_records(self, records: list[FaceRecord], problems: ProblemLog) -> list[FaceRecord]:

@@ -51,6 +51,11 @@ class FaceSource(abc.ABC):
         """Which part a face comes from, when a source mixes several (SourceMix)."""
         return 0
 
+    def photo(self, index: int) -> np.ndarray | None:
+        """The whole original photo of a face, when `load` gives a cached crop of it (None:
+        `load`'s image is the photo)."""
+        return None
+
 
 @dataclass
 class CropConfig:

@@ -69,6 +69,10 @@ class SourceMix(FaceSource):
         sample.key = f"{self.names[which]}:{sample.key}"
         return sample
 
+    def photo(self, index: int) -> np.ndarray | None:
+        which = self.source_of(index)
+        return self.parts[which].photo(index - int(self._starts[which]))
+
     def sample_weights(self) -> np.ndarray:
         """Per-face drawing weights (the source's weight for each of its faces)."""
         return np.repeat(np.asarray(self.weights), np.diff(self._starts))
