@@ -38,8 +38,16 @@ def main() -> None:
                 "rank": trainer.global_rank,
                 "local_faces": local_faces,
             }
-        )
+        ),
+        flush=True,
     )
+    # Close gloo before the interpreter exits: a process group left open can abort the
+    # process at exit ("terminate called without an active exception").
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
