@@ -173,3 +173,11 @@ def test_real_wflw_sample_and_300w_faces(tmp_path):
     ibug = IbugFaces(SHARED_DATA / "300w-train", include=["afw/**"])
     assert len(ibug) == 337
     assert Path(ibug.records[0].image_path).suffix == ".jpg"
+
+
+def test_bad_input_errors_carry_file_and_line_as_fields(tmp_path):
+    (tmp_path / "c.pts").write_text("version: 1\n{\n1 2\n3 x\n}\n")
+    with pytest.raises(BadInputError) as err:
+        read_pts(tmp_path / "c.pts")
+    assert (err.value.path, err.value.line, err.value.what) == (tmp_path / "c.pts", 4, "expected 'x y', got '3 x'")
+    assert str(err.value) == f"{tmp_path / 'c.pts'}:4: expected 'x y', got '3 x'"

@@ -196,7 +196,7 @@ def _build_cache(folder: Path, records, cache: CacheConfig, check_on_image, name
         try:
             image = read_image(rec.image_path)
         except BadInputError as e:
-            return b"", {"problem": str(e).split(": ", 1)[-1]}
+            return b"", {"problem": e.what}
         if problem := check_on_image(rec, image.shape):
             return b"", {"problem": problem}
         crop, to_photo = _crop_face(rec, image, cache)

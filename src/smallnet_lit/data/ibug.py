@@ -35,7 +35,7 @@ def read_pts(path: Path) -> np.ndarray:
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError as e:  # permission denied, I/O error
-        raise BadInputError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise BadInputError.at(path, None, f"cannot read the file ({e.strerror or e})") from None
     for lineno, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
@@ -46,7 +46,7 @@ def read_pts(path: Path) -> np.ndarray:
             try:
                 declared = int(line.split(":", 1)[1])
             except ValueError:
-                raise BadInputError(f"{path}:{lineno}: bad n_points header {line!r}") from None
+                raise BadInputError.at(path, lineno, f"bad n_points header {line!r}") from None
             continue
         if line == "{":
             in_block = True
@@ -59,13 +59,13 @@ def read_pts(path: Path) -> np.ndarray:
                 raise ValueError
             x, y = float(parts[0]), float(parts[1])
         except ValueError:
-            raise BadInputError(f"{path}:{lineno}: expected 'x y', got {line!r}") from None
+            raise BadInputError.at(path, lineno, f"expected 'x y', got {line!r}") from None
         if not (np.isfinite(x) and np.isfinite(y)):
-            raise BadInputError(f"{path}:{lineno}: coordinate is NaN or inf: {line!r}")
+            raise BadInputError.at(path, lineno, f"coordinate is NaN or inf: {line!r}")
         points.append((x - 1.0, y - 1.0))  # 1-based -> 0-based pixel centres
     del in_block
     if declared is not None and declared != len(points):
-        raise BadInputError(f"{path}: header says n_points: {declared} but {len(points)} points follow")
+        raise BadInputError.at(path, None, f"header says n_points: {declared} but {len(points)} points follow")
     return np.array(points, dtype=np.float64).reshape(-1, 2)
 
 
@@ -135,9 +135,7 @@ class IbugFaces(AnnotatedFaces):
             try:
                 points = read_pts(pts)
             except BadInputError as e:
-                where, what = str(e).split(": ", 1)
-                path, _, line = where.rpartition(":")
-                problems.add(path if line.isdigit() else where, int(line) if line.isdigit() else None, what)
+                problems.add(e.path or pts, e.line, e.what)
                 continue
             records.append(FaceRecord(image, points, str(image.relative_to(root)), str(pts)))
         if not records and not problems.problems and not matched:

@@ -17,18 +17,18 @@ def read_image(path: str | Path) -> np.ndarray:
     empty, truncated or undecodable files."""
     path = Path(path)
     if not path.is_file():
-        raise BadInputError(f"{path}: image not found")
+        raise BadInputError.at(path, None, "image not found")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:  # permission denied, I/O error: name the file, let skip handle it
-        raise BadInputError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise BadInputError.at(path, None, f"cannot read the file ({e.strerror or e})") from None
     if data.size == 0:
-        raise BadInputError(f"{path}: image file is empty")
+        raise BadInputError.at(path, None, "image file is empty")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
-        raise BadInputError(f"{path}: not a readable image (corrupt, truncated or not an image format)")
+        raise BadInputError.at(path, None, "not a readable image (corrupt, truncated or not an image format)")
     if _looks_truncated(data, path):
-        raise BadInputError(f"{path}: JPEG data is truncated (no end-of-image marker)")
+        raise BadInputError.at(path, None, "JPEG data is truncated (the file ends before the image does)")
     if image.dtype == np.uint16:
         image = (image / 257.0).round().astype(np.uint8)
     elif image.dtype != np.uint8:

@@ -44,20 +44,22 @@ def parse_line(line: str, path: Path, lineno: int) -> tuple[np.ndarray, np.ndarr
     """points (98, 2), box (4,), attributes (6,), image path; BadInputError names the line."""
     fields = line.split()
     if len(fields) != N_FIELDS:
-        raise BadInputError(
-            f"{path}:{lineno}: expected {N_FIELDS} fields ({N_COORDS} coordinates, 4 box values, "
-            f"6 attribute flags, image path), got {len(fields)}"
+        raise BadInputError.at(
+            path,
+            lineno,
+            f"expected {N_FIELDS} fields ({N_COORDS} coordinates, 4 box values, "
+            f"6 attribute flags, image path), got {len(fields)}",
         )
     try:
         values = np.array([float(v) for v in fields[:-1]])
     except ValueError:
         bad = next(i for i, v in enumerate(fields[:-1]) if not _is_number(v))
-        raise BadInputError(f"{path}:{lineno}: field {bad + 1} {fields[bad]!r} is not a number") from None
+        raise BadInputError.at(path, lineno, f"field {bad + 1} {fields[bad]!r} is not a number") from None
     if not np.isfinite(values).all():
-        raise BadInputError(f"{path}:{lineno}: coordinates or box include NaN or inf")
+        raise BadInputError.at(path, lineno, "coordinates or box include NaN or inf")
     attributes = values[N_COORDS + 4 :]
     if not np.isin(attributes, (0, 1)).all():
-        raise BadInputError(f"{path}:{lineno}: attribute flags must be 0 or 1, got {attributes.tolist()}")
+        raise BadInputError.at(path, lineno, f"attribute flags must be 0 or 1, got {attributes.tolist()}")
     return values[:N_COORDS].reshape(-1, 2), values[N_COORDS : N_COORDS + 4], attributes.astype(np.float32), fields[-1]
 
 
@@ -95,7 +97,7 @@ class WFLWFaces(AnnotatedFaces):
                 try:
                     points, box, attributes, rel = parse_line(line, ann, lineno)
                 except BadInputError as e:
-                    problems.add(ann, lineno, str(e).split(": ", 1)[1])
+                    problems.add(ann, lineno, e.what)
                     continue
                 records.append(
                     FaceRecord(root / IMAGE_DIR / rel, points, f"{rel}#{lineno}", f"{ann}:{lineno}", box, attributes)
@@ -123,7 +125,7 @@ class WFLWFaces(AnnotatedFaces):
                         try:
                             members.add((fields[-1], (round(float(fields[0]), 3), round(float(fields[1]), 3))))
                         except (ValueError, IndexError):
-                            raise BadInputError(f"{path}:{lineno}: not a WFLW annotation line") from None
+                            raise BadInputError.at(path, lineno, "not a WFLW annotation line") from None
             for key, rec in index.items():
                 rec.attributes = rec.attributes.copy()
                 rec.attributes[j] = float(key in members)
