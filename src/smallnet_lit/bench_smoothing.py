@@ -32,9 +32,12 @@ def clip(
     if pts is None:
         image, points = render_face(rng, size)
     else:  # a real annotated face, moved by known transforms
-        from smallnet_lit.data.ibug import IMAGE_SUFFIXES, read_pts
+        from smallnet_lit.data.ibug import read_pts
+        from smallnet_lit.data.images import image_beside
 
-        photo = next(pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file())
+        photo = image_beside(pts)
+        if photo is None:
+            raise FileNotFoundError(f"no image beside {pts}")
         image, points = read_image(photo), read_pts(pts)
         size = max(image.shape[:2])
         image = cv2.copyMakeBorder(image, 0, size - image.shape[0], 0, size - image.shape[1], cv2.BORDER_REFLECT)

@@ -25,14 +25,13 @@ import numpy as np
 from tqdm import tqdm
 
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.data.images import read_image
+from smallnet_lit.data.images import IMAGE_SUFFIXES, read_image
 from smallnet_lit.detect import HaarFaceDetector, box_iou, read_boxes, to_landmark_box
 from smallnet_lit.plots import draw_landmarks
 from smallnet_lit.predictor import DEFAULT_CHECKPOINT, FaceLandmarks, LandmarkPredictor, box_problem, landmark_box
 from smallnet_lit.smoothing import SMOOTHERS, make_smoother
 
 log = logging.getLogger("smallnet_lit.predict")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 MAX_PIXELS = 80_000_000  # refuse decompression bombs before they eat the memory
 
@@ -206,7 +205,7 @@ def expand(inputs: list[Path]) -> list[tuple[Path, str]]:
     files = []
     for p in inputs:
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES})
             files += [(f, f.relative_to(p).as_posix()) for f in found]
         else:
             files.append((p, p.name))

@@ -24,9 +24,8 @@ import numpy as np
 
 from smallnet_lit.data.annotated import AnnotatedFaces, CacheConfig, FaceRecord
 from smallnet_lit.data.errors import BadInputError, ProblemLog
+from smallnet_lit.data.images import IMAGE_SUFFIXES, image_beside
 from smallnet_lit.landmarks import IBUG68
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
 
 def read_pts(path: Path) -> np.ndarray:
@@ -128,9 +127,9 @@ class IbugFaces(AnnotatedFaces):
                 split == "val"
             ):
                 continue
-            image = next((pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file()), None)
+            image = image_beside(pts)
             if image is None:
-                problems.add(pts, None, f"no image beside it (looked for {', '.join(IMAGE_SUFFIXES[:4])})")
+                problems.add(pts, None, f"no image beside it (looked for {', '.join(IMAGE_SUFFIXES)})")
                 continue
             try:
                 points = read_pts(pts)

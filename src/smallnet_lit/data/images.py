@@ -10,6 +10,19 @@ import numpy as np
 
 from smallnet_lit.data.errors import BadInputError
 
+# Image files the package reads (lower case; matched case-insensitively).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def image_beside(path: Path) -> Path | None:
+    """The image with the same stem as `path` (an annotation file), any known suffix in
+    lower or upper case; None when there is none."""
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
+
 
 def read_image(path: str | Path) -> np.ndarray:
     """The image at `path` as (H, W, 3) uint8 RGB. Greyscale is repeated to three
