@@ -44,6 +44,13 @@ def experiment_data(experiment: str) -> str:
     return "synthetic"
 
 
+def logged_val_nme(run: Path) -> list[float]:
+    """val/nme of every validation epoch, from the run's CSV log."""
+    rows = [line.split(",") for line in (run / "csv" / "metrics.csv").read_text().splitlines()]
+    col = rows[0].index("val/nme")
+    return [float(r[col]) for r in rows[1:] if r[col]]
+
+
 def run_eval(make_cfg, out: Path, ckpt: Path, overrides: list[str]) -> tuple[dict, Path]:
     """`python -m smallnet_lit.eval ckpt_path=CKPT OVERRIDES`, writing into `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -109,9 +116,7 @@ def test_short_training_lowers_nme_and_checkpoint_reloads_identically(make_cfg, 
         ]
     )
     metrics = train(cfg)
-    rows = [line.split(",") for line in (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()]
-    header, rows = rows[0], rows[1:]
-    nme = [float(r[header.index("val/nme")]) for r in rows if r[header.index("val/nme")]]
+    nme = logged_val_nme(tmp_path / "run")
     assert len(nme) == 6
     assert nme[-1] < 0.85 * nme[0], f"val NME did not fall: {nme}"
     assert metrics["val/nme_best"] == pytest.approx(min(nme), rel=1e-5)
@@ -270,9 +275,7 @@ def test_best_nme_ignores_the_sanity_check_and_survives_a_resume(make_cfg, tmp_p
         ]
     )
     metrics = train(cfg)
-    rows = [line.split(",") for line in (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()]
-    col = rows[0].index("val/nme")
-    nme = [float(r[col]) for r in rows[1:] if r[col]]
+    nme = logged_val_nme(tmp_path / "run")
     assert len(nme) == 1 and nme[0] > 1  # the untrained sanity batches score about 0.7
     assert metrics["val/nme_best"] == pytest.approx(min(nme), rel=1e-6)
 

@@ -72,8 +72,15 @@ class LandmarkModule(L.LightningModule):
         return batch["image"]
 
     def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net.forward_maps(self._images(batch))
+        images = self._images(batch)
+        out = self.net.forward_maps(images)
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
+        if stage == "train" and self.distill_fn is not None:
+            with torch.no_grad():
+                teacher_out = self._teacher[0].forward_maps(images)
+            kd, kd_parts = self.distill_fn(out, teacher_out)
+            total = total + self.distill_weight * kd
+            parts = {**parts, **kd_parts}
         bs = len(batch["image"])
         self.log(f"{stage}/loss", total, prog_bar=stage == "train", batch_size=bs, sync_dist=stage != "train")
         for name, value in parts.items():
@@ -85,9 +92,9 @@ class LandmarkModule(L.LightningModule):
         if self.hparams.get("channels_last"):
             self.net.to(memory_format=torch.channels_last)
         if self.distill_teacher and not self._teacher:
-            teacher = LandmarkModule.load_from_checkpoint(
-                self.distill_teacher, map_location=self.device, weights_only=False
-            ).net.eval()
+            from smallnet_lit.checkpoints import load_model  # checkpoints imports this module
+
+            teacher = load_model(self.distill_teacher, self.device).net
             for p in teacher.parameters():
                 p.requires_grad_(False)
             if self.hparams.get("channels_last"):
@@ -96,20 +103,7 @@ class LandmarkModule(L.LightningModule):
             rank_zero_info(f"distilling from {self.distill_teacher} (weight {self.distill_weight:g})")
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if self.distill_fn is None:
-            total, _ = self._shared_step(batch, "train")
-            return total
-        images = self._images(batch)
-        out = self.net.forward_maps(images)
-        total, parts = self.loss_fn(out, batch["points"], batch["valid"])
-        with torch.no_grad():
-            teacher_out = self._teacher[0].forward_maps(images)
-        kd, kd_parts = self.distill_fn(out, teacher_out)
-        total = total + self.distill_weight * kd
-        bs = len(batch["image"])
-        self.log("train/loss", total, prog_bar=True, batch_size=bs)
-        for name, value in {**parts, **kd_parts}.items():
-            self.log(f"train/{name}", value, batch_size=bs)
+        total, _ = self._shared_step(batch, "train")
         return total
 
     def on_validation_epoch_start(self) -> None:
