@@ -3,7 +3,7 @@
 # short budget (EPOCHS, default 8) so that all of them fit a CPU afternoon. Each run tests
 # nothing (the 300-W config has no test split) and is validated on the seeded by-photo split.
 #   bash sweeps/300w_ablations.sh [OUT_DIR] [EPOCHS]
-# then: python -m smallnet_lit.compare OUT_DIR
+# then: python -m smallnet_lit.tools.compare OUT_DIR
 set -euo pipefail
 OUT=${1:-multirun/300w_ablations}
 EPOCHS=${2:-8}
@@ -32,7 +32,7 @@ run input_160 model.net.input_size=160
 # 5000 augmented samples per epoch) on the same faces: 2 epochs = 10,000 samples, about the
 # samples of the 8-epoch runs above.
 EXPERIMENT=baseline EPOCHS=2 run baseline_source data=ibug300w "model.scheduler.milestones=[2]"
-python -m smallnet_lit.compare "$OUT"
+python -m smallnet_lit.tools.compare "$OUT"
 # README's table: every run's last checkpoint on the validation split, with both decodings.
 for dir in "$OUT"/*/; do
   for decode in argmax soft; do

@@ -33,7 +33,7 @@ run default_ytf0.1
 # the fast model distilled from A's best epoch (F; shipped as smallnet_300w_fast)
 teacher=$(ls "$OUT"/default_ytf0/checkpoints/epoch_*.ckpt | tail -1)
 run fast_ytf0_distilled +experiment=faces68_fast model.distill.teacher="$teacher"
-python -m smallnet_lit.compare "$OUT"
+python -m smallnet_lit.tools.compare "$OUT"
 for dir in "$OUT"/*/; do
   name=$(basename "$dir")
   ckpt=$(ls "$dir"/checkpoints/epoch_*.ckpt 2>/dev/null | tail -1)  # the table's checkpoints: best epoch

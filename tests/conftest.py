@@ -1,5 +1,6 @@
-"""Shared fixtures: composed Hydra configs with tiny overrides, and generated datasets in
-both on-disk formats (WFLW lists, 300-W .pts) drawn from the synthetic faces."""
+"""Shared fixtures: composed Hydra configs with tiny overrides, generated datasets in both
+on-disk formats (tests/helpers/faces.py), a tiny trained checkpoint; and the one skip rule
+of the tests that read ../shared/data."""
 
 from __future__ import annotations
 
@@ -11,21 +12,23 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pathlib import Path  # noqa: E402
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import lightning as L  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
-from smallnet_lit.config import config_dir  # noqa: E402
-from smallnet_lit.data.synthetic import render_face  # noqa: E402
-from smallnet_lit.landmarks import WFLW98_TO_IBUG68  # noqa: E402
+from smallnet_lit.data.crop import CropConfig  # noqa: E402
+from smallnet_lit.data.faces import FaceDataset  # noqa: E402
+from smallnet_lit.data.synthetic import SyntheticFaces  # noqa: E402
+from smallnet_lit.model.module import LandmarkModule  # noqa: E402
+from smallnet_lit.training.config import config_dir  # noqa: E402
+from tests.helpers.faces import SHARED_DATA, write_ibug, write_wflw  # noqa: E402
 
 torch.set_num_threads(2)
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Small enough that a fit step takes milliseconds: 64 px input, 8x8 head grid.
 TINY = [
@@ -62,43 +65,6 @@ def make_cfg(tmp_path):
     GlobalHydra.instance().clear()
 
 
-def write_wflw(root: Path, n_train: int = 12, n_test: int = 8, size: int = 160) -> Path:
-    """A WFLW-layout folder of synthetic faces (official file names and line format)."""
-    ann_dir = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
-    ann_dir.mkdir(parents=True)
-    for split, n, seed in (("train", n_train, 11), ("test", n_test, 12)):
-        lines = []
-        for i in range(n):
-            image, points = render_face(np.random.default_rng([seed, i]), size)
-            rel = f"{i % 3}--Event/{split}_{i}.jpg"
-            (root / "WFLW_images" / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / "WFLW_images" / rel), image[..., ::-1])
-            box = [*points.min(0), *points.max(0)]
-            attrs = [i % 2, (i // 2) % 2, 0, 0, int(i == 0), 0]
-            fields = [f"{v:.4f}" for v in points.ravel()] + [str(int(b)) for b in box] + [str(a) for a in attrs] + [rel]
-            lines.append(" ".join(fields))
-        (ann_dir / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
-def write_pts(path: Path, points: np.ndarray, header: bool = True) -> None:
-    body = "\n".join(f"{x + 1:.4f} {y + 1:.4f}" for x, y in points)  # .pts is 1-based
-    text = f"version: 1\nn_points: {len(points)}\n{{\n{body}\n}}\n" if header else body + "\n"
-    path.write_text(text)
-
-
-def write_ibug(root: Path, n_photos: int = 10, faces_per_photo: int = 2, size: int = 160) -> Path:
-    """A 300-W-format tree of synthetic faces: <set>/<photo>_<n>.jpg + .pts."""
-    for p in range(n_photos):
-        sub = root / ("afw" if p % 2 else "helen/trainset")
-        sub.mkdir(parents=True, exist_ok=True)
-        for n in range(1, faces_per_photo + 1):
-            image, points = render_face(np.random.default_rng([21, p, n]), size)
-            cv2.imwrite(str(sub / f"photo{p}_{n}.jpg"), image[..., ::-1])
-            write_pts(sub / f"photo{p}_{n}.pts", points[WFLW98_TO_IBUG68], header=bool(n % 2))
-    return root
-
-
 @pytest.fixture
 def wflw_root(tmp_path) -> Path:
     return write_wflw(tmp_path / "WFLW")
@@ -107,3 +73,36 @@ def wflw_root(tmp_path) -> Path:
 @pytest.fixture
 def ibug_root(tmp_path) -> Path:
     return write_ibug(tmp_path / "300w")
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """A 68-point SmallNet after a few steps on synthetic faces (weights need not be good)."""
+    out = tmp_path_factory.mktemp("ckpt")
+    model = LandmarkModule(
+        net=dict(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1]),
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
+        scheme="ibug68",
+    )
+    ds = FaceDataset(SyntheticFaces(16, scheme="ibug68"), 64, CropConfig())
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(model, DataLoader(ds, batch_size=8))
+    trainer.save_checkpoint(out / "tiny.ckpt")
+    return out / "tiny.ckpt"
+
+
+def pytest_collection_modifyitems(config, items):
+    """One skip rule for the tests that read real faces: they run where ../shared/data is."""
+    if SHARED_DATA.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"{SHARED_DATA} not present")
+    for item in items:
+        if "shared_data" in item.keywords:
+            item.add_marker(skip)

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from smallnet_lit.data.augment import Photometric
-from smallnet_lit.data.faces import CropConfig, FaceDataset, FaceSample, FaceSource
+from smallnet_lit.data.crop import CropConfig
+from smallnet_lit.data.faces import FaceDataset, FaceSample, FaceSource
 from smallnet_lit.data.synthetic import SyntheticFaces
-from smallnet_lit.eval import to_photo
-from smallnet_lit.landmarks import IBUG68, WFLW98
+from smallnet_lit.model.landmarks import IBUG68, WFLW98
+from smallnet_lit.training.evaluate import to_photo
 
 
 class DotFaces(FaceSource):

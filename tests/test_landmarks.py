@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from smallnet_lit.data.synthetic import render_face, template_3d
-from smallnet_lit.landmarks import IBUG68, SCHEMES, WFLW98, WFLW98_TO_IBUG68, get_scheme
+from smallnet_lit.model.landmarks import IBUG68, SCHEMES, WFLW98, WFLW98_TO_IBUG68, get_scheme
 
 
 @pytest.mark.parametrize("scheme", SCHEMES.values(), ids=lambda s: s.name)
@@ -21,7 +21,7 @@ def test_flipping_twice_gives_the_face_back(scheme):
 
 
 def test_mirrored_left_eye_corner_lands_on_the_right_one():
-    image, points = render_face(np.random.default_rng(3), 200)
+    _, points = render_face(np.random.default_rng(3), 200)
     flipped = WFLW98.flip_points(points, 200)
     left, right = WFLW98.eye_corners
     assert points[left, 0] < points[right, 0]

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from smallnet_lit.loss import DualLoss, log1mexp, target_cells
-from smallnet_lit.net import HeadOutput
+from smallnet_lit.model.codec import HeadOutput, encode
+from smallnet_lit.model.loss import DualLoss, log1mexp
 
 
 def head(scores, offsets=None, log_delta=None, stride=10):
@@ -16,9 +16,9 @@ def head(scores, offsets=None, log_delta=None, stride=10):
     return HeadOutput(scores, offsets, log_delta, stride)
 
 
-def test_target_cells_index_offset_and_inside():
+def test_codec_encodes_cell_index_offset_and_inside():
     pts = torch.tensor([[[25.0, 5.0], [-1.0, 3.0], [9.99, 19.0]]])
-    cell, offset, inside = target_cells(pts, stride=10, grid_hw=(2, 3))
+    cell, offset, inside = encode(pts, stride=10, grid_hw=(2, 3))
     assert cell.tolist() == [[2, 0, 3]]
     torch.testing.assert_close(offset[0, 0], torch.tensor([0.0, 0.0]))
     torch.testing.assert_close(offset[0, 2], torch.tensor([0.499, 0.4]))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from smallnet_lit.metrics import FaceAlignmentMetrics, auc, ced_curve, failure_rate, nme_per_face
+from smallnet_lit.model.metrics import FaceAlignmentMetrics, auc, ced_curve, failure_rate, nme_per_face
 
 
 def faces():
@@ -54,7 +54,7 @@ def test_coincident_eye_corners_are_an_error():
 
 
 def test_uncertainty_calibration_of_a_true_gaussian():
-    from smallnet_lit.metrics import uncertainty_calibration
+    from smallnet_lit.model.metrics import uncertainty_calibration
 
     rng = np.random.default_rng(0)
     sigma = rng.uniform(0.5, 3.0, 200_000)

@@ -4,7 +4,8 @@ import sys
 import pytest
 import torch
 
-from smallnet_lit.net import HeadOutput, SmallNet, count_macs, count_params
+from smallnet_lit.model.codec import HeadOutput
+from smallnet_lit.model.net import SmallNet, count_macs, count_params
 
 
 def test_output_shapes_and_grid():
@@ -68,5 +69,20 @@ def test_wrong_input_size_names_the_expected_size():
 
 def test_network_has_no_lightning_dependency():
     # In a fresh interpreter: importing the network must not import Lightning.
-    code = "import sys, smallnet_lit.net; sys.exit('lightning' in sys.modules)"
+    code = "import sys, smallnet_lit.model.net; sys.exit('lightning' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_codec_decodes_what_it_encodes():
+    """Targets written by `encode` (one-hot cell + offset) decode back to the same points."""
+    from smallnet_lit.model import codec
+
+    points = torch.tensor([[[3.0, 60.5], [33.2, 17.9], [63.9, 0.1]]])
+    cell, offset, inside = codec.encode(points, stride=8, grid_hw=(8, 8))
+    assert inside.all()
+    scores = torch.full((1, 3, 64), -1e4).scatter(2, cell[..., None], 0.0).reshape(1, 3, 8, 8)
+    offsets = torch.zeros(1, 3, 2, 64)
+    offsets.scatter_(3, cell[:, :, None, None].expand(1, 3, 2, 1), offset[..., None])
+    out = HeadOutput(scores, offsets.reshape(1, 3, 2, 8, 8), torch.zeros(1, 3, 1, 8, 8), 8)
+    for mode in ("argmax", "soft"):
+        torch.testing.assert_close(codec.decode(out, mode)[0], points)

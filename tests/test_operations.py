@@ -13,8 +13,8 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from smallnet_lit.compare import collect_local
-from smallnet_lit.compare import main as compare_main
+from smallnet_lit.tools.compare import collect_local
+from smallnet_lit.tools.compare import main as compare_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CLI = [
@@ -34,7 +34,13 @@ TINY_CLI = [
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     result = subprocess.run(
         [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
     )
@@ -146,8 +152,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     base = [*TINY_CLI, "test=false"]
     run_cli(["smallnet_lit.train", *base, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'fit'}"], cwd=tmp_path)
     ckpt = tmp_path / "fit" / "checkpoints" / "last.ckpt"
-    single = run_cli(["tests.ddp_validate", str(ckpt), "1"], cwd=ROOT)
-    double = run_cli(["tests.ddp_validate", str(ckpt), "2"], cwd=ROOT)
+    single = run_cli(["tests.helpers.ddp_validate", str(ckpt), "1"], cwd=ROOT)
+    double = run_cli(["tests.helpers.ddp_validate", str(ckpt), "2"], cwd=ROOT)
     m1 = json.loads(single.stdout.strip().splitlines()[-1])
     ranks = [json.loads(line) for line in double.stdout.strip().splitlines() if line.startswith("{")]
     assert m1["local_faces"] == 21
@@ -188,14 +194,18 @@ def test_killed_run_resumes_from_last_ckpt_to_the_same_metrics(tmp_path):
             "smallnet_lit.train",
             *args,
             f"hydra.run.dir={tmp_path / 'cut'}",
-            "+callbacks.kill._target_=tests.helpers.KillAtStep",
+            "+callbacks.kill._target_=tests.helpers.callbacks.KillAtStep",
             "+callbacks.kill.step=6",
         ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "OMP_NUM_THREADS": "1",
+        },
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
@@ -216,7 +226,7 @@ def test_architecture_grid_stays_within_the_budget(make_cfg):
     <= 0.5 GMACs (the issue's budget for a shipped model)."""
     import itertools
 
-    from smallnet_lit.net import SmallNet, count_macs, count_params
+    from smallnet_lit.model.net import SmallNet, count_macs, count_params
 
     grid = yaml.safe_load((ROOT / "conf" / "hparams_search" / "faces68_arch.yaml").read_text())
     params = grid["hydra"]["sweeper"]["params"]

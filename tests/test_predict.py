@@ -4,56 +4,25 @@ import sys
 from pathlib import Path
 
 import cv2
-import lightning as L
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from smallnet_lit.data.faces import CropConfig, FaceDataset
+from smallnet_lit.data.crop import CropConfig
+from smallnet_lit.data.faces import FaceDataset
 from smallnet_lit.data.synthetic import SyntheticFaces, render_face
-from smallnet_lit.detect import DETECTORS, BoxCalibration, make_detector, read_boxes
-from smallnet_lit.export import Deployable, export_onnx, export_torchscript
-from smallnet_lit.landmarks import WFLW98_TO_IBUG68
-from smallnet_lit.module import LandmarkModule
+from smallnet_lit.inference.deploy import Deployable, export_onnx, export_torchscript
+from smallnet_lit.inference.detect import DETECTORS, BoxCalibration, make_detector, read_boxes
+from smallnet_lit.inference.predictor import LandmarkPredictor
+from smallnet_lit.inference.smoothing import OneEuroFilter, SigmaFilter
+from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
 from smallnet_lit.predict import main as predict_main
-from smallnet_lit.predictor import LandmarkPredictor
-from smallnet_lit.smoothing import OneEuroFilter, SigmaFilter
-from tests.conftest import SHARED_DATA
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A 68-point SmallNet after a few steps on synthetic faces (weights need not be good)."""
-    out = tmp_path_factory.mktemp("ckpt")
-    model = LandmarkModule(
-        net=dict(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1]),
-        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
-        scheme="ibug68",
-    )
-    ds = FaceDataset(SyntheticFaces(16, scheme="ibug68"), 64, CropConfig())
-    trainer = L.Trainer(
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(model, DataLoader(ds, batch_size=8))
-    trainer.save_checkpoint(out / "tiny.ckpt")
-    return out / "tiny.ckpt"
-
-
-def synthetic_photo(path: Path, seed: int = 0, size: int = 200) -> np.ndarray:
-    image, points = render_face(np.random.default_rng(seed), size)
-    cv2.imwrite(str(path), image[..., ::-1])
-    return points[WFLW98_TO_IBUG68]
+from tests.helpers.faces import SHARED_DATA, synthetic_photo
 
 
 def test_exports_match_pytorch(checkpoint, tmp_path):
-    from smallnet_lit.checkpoints import load_model
+    from smallnet_lit.inference.checkpoints import load_model
 
     net = load_model(str(checkpoint)).net
     onnx_path = export_onnx(net, tmp_path / "m.onnx", "ibug68")
@@ -71,8 +40,8 @@ def test_exports_match_pytorch(checkpoint, tmp_path):
 
 
 def test_slim_checkpoint_keeps_weights_and_sets_decoding(checkpoint, tmp_path):
-    from smallnet_lit.checkpoints import load_model
-    from smallnet_lit.export import export_slim
+    from smallnet_lit.inference.checkpoints import load_model
+    from smallnet_lit.inference.deploy import export_slim
 
     slim = export_slim(checkpoint, tmp_path / "slim.ckpt", decode="soft")
     assert slim.stat().st_size < checkpoint.stat().st_size
@@ -93,7 +62,7 @@ def test_predictor_maps_points_to_photo_pixels_with_torch_and_onnx(checkpoint, t
     # predictions lie in the face's crop (1.2x the box) in photo coordinates
     lo, hi = box[0, :2] - 0.2 * (box[0, 2:] - box[0, :2]), box[0, 2:] + 0.2 * (box[0, 2:] - box[0, :2])
     assert ((faces[0].points >= lo - 1) & (faces[0].points <= hi + 1)).all()
-    from smallnet_lit.checkpoints import load_model
+    from smallnet_lit.inference.checkpoints import load_model
 
     export_onnx(load_model(str(checkpoint)).net, tmp_path / "m.onnx", "ibug68")
     onnx_faces = LandmarkPredictor(tmp_path / "m.onnx").predict(image, box)
@@ -147,10 +116,9 @@ def test_no_face_is_exit_0_with_zero_faces(checkpoint, tmp_path, detector):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 @pytest.mark.parametrize("detector", list(DETECTORS))
 def test_predict_cli_puts_landmarks_on_the_annotated_faces_of_a_crowd_photo(tmp_path, detector):
-    from smallnet_lit.detect import annotated_photos
+    from smallnet_lit.tools.bench_detectors import annotated_photos
 
     path, point_sets = annotated_photos(SHARED_DATA / "wflw-sample")[0]
     out = tmp_path / "out"
@@ -236,11 +204,10 @@ def test_smoothing_cuts_jitter_on_a_still_face_and_follows_motion(make):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 @pytest.mark.parametrize("name,least_hits", [("mtcnn", 19), ("haar", 14)])
 def test_detectors_find_real_faces_where_the_landmarks_are(name, least_hits):
     """Calibrated landmark boxes land on the annotated faces (recall measured by
-    `python -m smallnet_lit.detect`: MTCNN 99.8%, Haar 86.9% of 300-W faces)."""
+    `python -m smallnet_lit.tools.bench_detectors`: MTCNN 99.8%, Haar 86.9% of 300-W faces)."""
     from smallnet_lit.data.ibug import IbugFaces
     from smallnet_lit.data.images import read_image
 
@@ -258,11 +225,11 @@ def test_detectors_find_real_faces_where_the_landmarks_are(name, least_hits):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_default_detector_finds_every_annotated_face_of_a_crowd_photo():
     """The WFLW sample's full photos (crowds, several annotated faces each)."""
     from smallnet_lit.data.images import read_image
-    from smallnet_lit.detect import DEFAULT_DETECTOR, annotated_photos, box_iou
+    from smallnet_lit.inference.detect import DEFAULT_DETECTOR, box_iou
+    from smallnet_lit.tools.bench_detectors import annotated_photos
 
     detector, faces, found = make_detector(DEFAULT_DETECTOR), 0, 0
     for path, point_sets in annotated_photos(SHARED_DATA / "wflw-sample"):
@@ -281,7 +248,7 @@ def test_box_calibration_maps_a_detector_box_to_the_landmark_box():
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():
-    from smallnet_lit.mtcnn import nms
+    from smallnet_lit.inference.mtcnn import nms
 
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 4, 4]], float)
     scores = np.array([0.8, 0.9, 0.7, 0.6])
@@ -308,7 +275,6 @@ def test_console_scripts_are_installed_and_answer_help():
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_shipped_model_on_real_photos_end_to_end(tmp_path):
     """Detector + shipped weights on real faces the model never trained on (the seeded
     validation split): the landmarks land on the annotated ones."""
@@ -329,7 +295,7 @@ def test_shipped_model_on_real_photos_end_to_end(tmp_path):
 
 
 def test_shipped_models_resolve_by_name(tmp_path):
-    from smallnet_lit.predictor import WEIGHTS_DIR, resolve_model
+    from smallnet_lit.inference.predictor import WEIGHTS_DIR, resolve_model
 
     assert resolve_model("smallnet_300w") == WEIGHTS_DIR / "smallnet_300w.ckpt"
     with pytest.raises(FileNotFoundError, match="nor a shipped model: .*smallnet_300w"):
@@ -358,7 +324,7 @@ def test_python_api_finds_faces_on_a_path_or_an_array(checkpoint, tmp_path):
 
 def test_int8_export_runs_through_the_cli_and_the_predictor(checkpoint, tmp_path):
     from smallnet_lit.export import main as export_main
-    from tests.conftest import write_ibug
+    from tests.helpers.faces import write_ibug
 
     faces = write_ibug(tmp_path / "faces", 6, 2)
     out = tmp_path / "m_int8.onnx"
@@ -379,13 +345,12 @@ def test_int8_export_runs_through_the_cli_and_the_predictor(checkpoint, tmp_path
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path):
     """docs/speed.md: int8 convolutions cost about 0.02% NME on the 300-W validation split."""
-    from smallnet_lit.checkpoints import load_model
     from smallnet_lit.data.ibug import IbugFaces
-    from smallnet_lit.export import calibration_crops, export_onnx_int8
-    from smallnet_lit.metrics import nme_per_face
+    from smallnet_lit.inference.checkpoints import load_model
+    from smallnet_lit.inference.deploy import calibration_crops, export_onnx_int8
+    from smallnet_lit.model.metrics import nme_per_face
 
     net = load_model("smallnet_300w_fast").net
     root = SHARED_DATA / "300w-train"
@@ -406,3 +371,26 @@ def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path):
         nme[name] = nme_per_face(photo(points), truth, (36, 45)).mean().item()
     assert len(items) == 132 and nme["f"] < 0.0375
     assert nme["q"] < nme["f"] + 0.001
+
+
+def test_contact_sheet_and_sigma_circles(checkpoint, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    boxes = {}
+    for i in range(3):
+        truth = synthetic_photo(photos / f"f{i}.jpg", seed=i)
+        boxes[f"f{i}.jpg"] = [[*truth.min(0), *truth.max(0)]]
+    (tmp_path / "boxes.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in boxes.items()}))
+    out = tmp_path / "out"
+    args = [str(photos), "--model", str(checkpoint), "--out", str(out), "--boxes", str(tmp_path / "boxes.json")]
+    assert predict_main([*args, "--contact-sheet", "--sigma"]) == 0
+    sheet = cv2.imread(str(out / "contact_sheet_1.jpg"))
+    assert sheet.shape[1] == 3 * 240 and 240 < sheet.shape[0] < 300  # one row of three tiles + captions
+    with_sigma = cv2.imread(str(out / "overlays" / "f0.jpg"))
+    assert predict_main([*args, "--out", str(tmp_path / "plain")]) == 0
+    plain = cv2.imread(str(tmp_path / "plain" / "overlays" / "f0.jpg"))
+    assert np.abs(with_sigma.astype(int) - plain.astype(int)).sum() > 0  # the circles are drawn
+    assert not (tmp_path / "plain" / "contact_sheet_1.jpg").exists()
+    with pytest.raises(SystemExit) as exit_:
+        predict_main([*args, "--contact-sheet", "--no-overlays"])
+    assert exit_.value.code == 2

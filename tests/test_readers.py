@@ -9,7 +9,7 @@ from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.ibug import IbugFaces, read_pts
 from smallnet_lit.data.images import read_image
 from smallnet_lit.data.wflw import WFLWFaces, annotation_path
-from tests.conftest import SHARED_DATA, write_pts
+from tests.helpers.faces import SHARED_DATA, write_pts
 
 
 def test_wflw_reader_reads_points_boxes_attributes(wflw_root):
@@ -164,7 +164,6 @@ def test_ibug_wrong_point_count_and_missing_image(ibug_root):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_real_wflw_sample_and_300w_faces(tmp_path):
     wflw = WFLWFaces(SHARED_DATA / "wflw-sample", "test", cache={"dir": str(tmp_path)})
     assert len(wflw) == 4

@@ -10,17 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from smallnet_lit.checkpoints import load_model, read_checkpoint
 from smallnet_lit.data.annotated import TEMP_MARK, CacheConfig
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.images import read_image
+from smallnet_lit.inference.checkpoints import load_model, read_checkpoint
+from smallnet_lit.inference.predictor import FaceLandmarks, box_problem
 from smallnet_lit.predict import main as predict_main
-from smallnet_lit.predictor import FaceLandmarks, box_problem
 from smallnet_lit.train import train
-from tests.conftest import SHARED_DATA
-from tests.test_predict import checkpoint, synthetic_photo  # noqa: F401 - the fixture
-from tests.test_train import run_eval
+from tests.helpers.faces import SHARED_DATA, synthetic_photo
+from tests.helpers.runs import run_eval
 
 
 def jpeg_bytes(seed: int = 0) -> bytes:
@@ -156,7 +155,7 @@ def test_face_json_has_no_float32_noise():
 
 
 def test_demo_experiment_works_with_another_data_config(make_cfg, tmp_path):
-    from tests.conftest import write_wflw
+    from tests.helpers.faces import write_wflw
 
     root = write_wflw(tmp_path / "WFLW", 6, 4)
     cfg = make_cfg(["+experiment=demo", "data=wflw", f"data.root={root}", "debug=fdr"])
@@ -183,7 +182,7 @@ def test_cache_and_shared_data_do_not_depend_on_the_working_directory(monkeypatc
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from smallnet_lit.config import config_dir
+    from smallnet_lit.training.config import config_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PROJECT_ROOT", raising=False)
@@ -200,7 +199,6 @@ def test_cache_and_shared_data_do_not_depend_on_the_working_directory(monkeypatc
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()

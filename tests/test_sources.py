@@ -9,17 +9,18 @@ import pytest
 import torch
 
 from smallnet_lit.data.augment import Photometric
+from smallnet_lit.data.crop import CropConfig, crop_transform
 from smallnet_lit.data.datamodule import FaceDataModule
-from smallnet_lit.data.faces import CropConfig, FaceDataset, FaceSample, crop_transform
+from smallnet_lit.data.faces import FaceDataset, FaceSample
 from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.mix import SourceMix, ibug_mix
-from smallnet_lit.hard_faces import Difficulty, hard_flags, sharpness, yaw_asymmetry
-from smallnet_lit.landmarks import IBUG68
-from smallnet_lit.loss import DistillLoss
-from smallnet_lit.net import SmallNet
+from smallnet_lit.model.landmarks import IBUG68
+from smallnet_lit.model.loss import DistillLoss
+from smallnet_lit.model.net import SmallNet
 from smallnet_lit.train import train
-from tests.conftest import write_ibug
-from tests.test_train import run_eval
+from smallnet_lit.training.hard_faces import Difficulty, hard_flags, sharpness, yaw_asymmetry
+from tests.helpers.faces import write_ibug
+from tests.helpers.runs import run_eval
 
 
 def write_numbered(root: Path, n: int, size: int = 160) -> Path:
@@ -236,7 +237,7 @@ def test_source_mix_rejects_mixed_schemes(ibug_root):
 
 
 def test_channels_last_computes_the_same_loss_and_gradients():
-    from smallnet_lit.module import LandmarkModule
+    from smallnet_lit.model.module import LandmarkModule
 
     torch.manual_seed(0)
     kwargs = dict(

@@ -6,18 +6,18 @@ import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import open_dict
 
-from smallnet_lit.checkpoints import load_model
-from smallnet_lit.config import config_dir
-from smallnet_lit.eval import evaluate
+from smallnet_lit.inference.checkpoints import load_model
 from smallnet_lit.train import train
-from tests.conftest import SHARED_DATA, write_ibug
+from smallnet_lit.training.config import config_dir
+from tests.helpers.faces import SHARED_DATA, write_ibug
+from tests.helpers.runs import run_eval
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
 
 
 def data_overrides(experiment: str, tmp_path: Path) -> list[str]:
     """Point experiments that read files at generated data of their format."""
-    from tests.conftest import write_wflw
+    from tests.helpers.faces import write_wflw
 
     data = experiment_data(experiment)
     if data == "wflw":
@@ -51,20 +51,11 @@ def logged_val_nme(run: Path) -> list[float]:
     return [float(r[col]) for r in rows[1:] if r[col]]
 
 
-def run_eval(make_cfg, out: Path, ckpt: Path, overrides: list[str]) -> tuple[dict, Path]:
-    """`python -m smallnet_lit.eval ckpt_path=CKPT OVERRIDES`, writing into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = make_cfg([f"ckpt_path={ckpt}", *overrides], name="eval", tiny=False)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return evaluate(cfg), out
-
-
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(make_cfg, experiment):
     cfg = make_cfg([f"+experiment={experiment}"], tiny=False)
-    from smallnet_lit.landmarks import get_scheme
-    from smallnet_lit.net import SmallNet
+    from smallnet_lit.model.landmarks import get_scheme
+    from smallnet_lit.model.net import SmallNet
 
     net = SmallNet(**cfg.model.net)  # the composed network builds, for the data's landmark scheme
     assert net.num_points == get_scheme(cfg.data.scheme).num_points
@@ -160,7 +151,6 @@ def test_short_training_lowers_nme_and_checkpoint_reloads_identically(make_cfg, 
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_train_and_evaluate_on_real_300w_and_wflw_sample(make_cfg, tmp_path):
     cfg = make_cfg(
         [
@@ -196,7 +186,6 @@ def test_train_and_evaluate_on_real_300w_and_wflw_sample(make_cfg, tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_evaluate_on_the_real_wflw_sample(make_cfg, tmp_path):
     cfg = make_cfg(
         ["trainer.max_steps=2", "trainer.max_epochs=1", "data.train.num_faces=8", "data.val.num_faces=4", "test=false"]
@@ -222,12 +211,11 @@ SHIPPED_VAL_NME = {"smallnet_300w": 0.0348, "smallnet_300w_fast": 0.0372}
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 @pytest.mark.parametrize("name", sorted(SHIPPED_VAL_NME))
 def test_shipped_checkpoint_scores_its_documented_nme_on_real_300w(make_cfg, tmp_path, name):
     """The 68-point weights in the package, on the seeded validation split of the real
     300-W faces (never trained on)."""
-    from smallnet_lit.predictor import resolve_model
+    from smallnet_lit.inference.predictor import resolve_model
 
     result, out = run_eval(
         make_cfg,
@@ -279,7 +267,7 @@ def test_best_nme_ignores_the_sanity_check_and_survives_a_resume(make_cfg, tmp_p
     assert len(nme) == 1 and nme[0] > 1  # the untrained sanity batches score about 0.7
     assert metrics["val/nme_best"] == pytest.approx(min(nme), rel=1e-6)
 
-    from smallnet_lit.module import LandmarkModule
+    from smallnet_lit.model.module import LandmarkModule
 
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["val_nme_best"] == pytest.approx(min(nme), rel=1e-6)

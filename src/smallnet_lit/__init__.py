@@ -8,7 +8,7 @@ __all__ = ["FaceLandmarks", "Landmarker", "load"]
 def __getattr__(name: str):
     # Lazy: `import smallnet_lit.train` and the CLI do not pay for the inference imports.
     if name in __all__:
-        from smallnet_lit import api, predictor
+        from smallnet_lit.inference import api, predictor
 
         return getattr(api, name, None) or getattr(predictor, name)
     raise AttributeError(f"module 'smallnet_lit' has no attribute {name!r}")

@@ -9,10 +9,10 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from smallnet_lit.checkpoints import read_checkpoint
-from smallnet_lit.config import config_dir, plain, quiet_environment
-from smallnet_lit.instantiate import callbacks_from, datamodule_from, model_from
-from smallnet_lit.reporting import finish, loggers_from, report_test
+from smallnet_lit.inference.checkpoints import read_checkpoint
+from smallnet_lit.training.config import config_dir, plain
+from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
+from smallnet_lit.training.reporting import finish, loggers_from, report_test
 
 log = logging.getLogger(__name__)
 
@@ -66,5 +66,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    quiet_environment()
     main()

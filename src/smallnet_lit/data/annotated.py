@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from smallnet_lit.data.crop import apply_affine, apply_affine_to_box, invert_affine
 from smallnet_lit.data.errors import BadInputError, ProblemLog
 from smallnet_lit.data.faces import FaceSample, FaceSource
 from smallnet_lit.data.images import read_image
-from smallnet_lit.landmarks import LandmarkScheme
+from smallnet_lit.model.landmarks import LandmarkScheme
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -285,13 +286,9 @@ class CropCache:
                 f"{self.folder / 'faces.bin'}: cached crop {index} ({rec.key}) is corrupt; delete the folder"
             )
         to_photo = np.array(e["to_photo"])
-        from_photo = cv2.invertAffineTransform(to_photo)
-        points = rec.points @ from_photo[:, :2].T + from_photo[:, 2]
-        box = None
-        if rec.box is not None:
-            box = np.concatenate(
-                [from_photo[:, :2] @ rec.box[:2] + from_photo[:, 2], from_photo[:, :2] @ rec.box[2:] + from_photo[:, 2]]
-            )
+        from_photo = invert_affine(to_photo)
+        points = apply_affine(from_photo, rec.points)
+        box = None if rec.box is None else apply_affine_to_box(from_photo, rec.box)
         return FaceSample(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), points, rec.key, box, rec.attributes, to_photo)
 
     def __getstate__(self):

@@ -11,7 +11,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 
 from smallnet_lit.data.augment import Photometric
-from smallnet_lit.data.faces import CropConfig, FaceDataset, FaceSource
+from smallnet_lit.data.crop import CropConfig
+from smallnet_lit.data.faces import FaceDataset, FaceSource
 
 
 class FaceDataModule(L.LightningDataModule):

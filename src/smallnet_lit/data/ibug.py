@@ -25,7 +25,7 @@ import numpy as np
 from smallnet_lit.data.annotated import AnnotatedFaces, CacheConfig, FaceRecord
 from smallnet_lit.data.errors import BadInputError, ProblemLog
 from smallnet_lit.data.images import IMAGE_SUFFIXES, image_beside
-from smallnet_lit.landmarks import IBUG68
+from smallnet_lit.model.landmarks import IBUG68
 
 
 def read_pts(path: Path) -> np.ndarray:

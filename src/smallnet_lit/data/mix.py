@@ -17,7 +17,7 @@ from smallnet_lit.data.annotated import CacheConfig
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.faces import FaceSample, FaceSource
 from smallnet_lit.data.ibug import PHOTO_SUFFIX, IbugFaces
-from smallnet_lit.landmarks import LandmarkScheme
+from smallnet_lit.model.landmarks import LandmarkScheme
 
 
 @dataclass

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from smallnet_lit.data.faces import FaceSample, FaceSource
-from smallnet_lit.landmarks import IBUG68, WFLW98, WFLW98_TO_IBUG68, LandmarkScheme, get_scheme
+from smallnet_lit.model.landmarks import IBUG68, WFLW98, WFLW98_TO_IBUG68, LandmarkScheme, get_scheme
 
 _SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates: 1/16 px precision
 _SCALE = 1 << _SUBPIXEL_BITS

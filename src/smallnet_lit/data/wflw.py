@@ -17,7 +17,7 @@ import numpy as np
 
 from smallnet_lit.data.annotated import AnnotatedFaces, CacheConfig, FaceRecord
 from smallnet_lit.data.errors import BadInputError, ProblemLog
-from smallnet_lit.landmarks import WFLW98, WFLW_ATTRIBUTES
+from smallnet_lit.model.landmarks import WFLW98, WFLW_ATTRIBUTES
 
 ANNOTATION_DIR = "WFLW_annotations/list_98pt_rect_attr_train_test"
 SUBSET_DIR = "WFLW_annotations/list_98pt_test"

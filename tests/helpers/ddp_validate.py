@@ -1,6 +1,6 @@
 """Validate a checkpoint on 1 or 2 CPU processes (DDP, gloo); print the metrics as JSON.
 
-    python -m tests.ddp_validate CKPT WORLD_SIZE
+    python -m tests.helpers.ddp_validate CKPT WORLD_SIZE
 Used by test_operations: run as its own program because DDP re-launches the command."""
 
 import json
@@ -8,9 +8,9 @@ import sys
 
 import lightning as L
 
-from smallnet_lit.checkpoints import load_model
 from smallnet_lit.data.datamodule import FaceDataModule
 from smallnet_lit.data.synthetic import SyntheticFaces
+from smallnet_lit.inference.checkpoints import load_model
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.module import LandmarkModule
+from smallnet_lit.model.module import LandmarkModule
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "smallnet_300w.ckpt"
 
 

@@ -10,10 +10,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
-from smallnet_lit.landmarks import get_scheme
-from smallnet_lit.loss import DistillLoss, DualLoss
-from smallnet_lit.metrics import FaceAlignmentMetrics
-from smallnet_lit.net import SmallNet
+from smallnet_lit.model.landmarks import get_scheme
+from smallnet_lit.model.loss import DistillLoss, DualLoss
+from smallnet_lit.model.metrics import FaceAlignmentMetrics
+from smallnet_lit.model.net import SmallNet
 
 
 class LandmarkModule(L.LightningModule):
@@ -92,7 +92,7 @@ class LandmarkModule(L.LightningModule):
         if self.hparams.get("channels_last"):
             self.net.to(memory_format=torch.channels_last)
         if self.distill_teacher and not self._teacher:
-            from smallnet_lit.checkpoints import load_model  # checkpoints imports this module
+            from smallnet_lit.inference.checkpoints import load_model  # checkpoints imports this module
 
             teacher = load_model(self.distill_teacher, self.device).net
             for p in teacher.parameters():

@@ -1,13 +1,13 @@
 """Parameter count and MACs of the configured SmallNet:
-`python -m smallnet_lit.stats [+experiment=NAME] [model.net.input_size=256 ...]`."""
+`python -m smallnet_lit.tools.stats [+experiment=NAME] [model.net.input_size=256 ...]`."""
 
 from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig
 
-from smallnet_lit.config import config_dir, plain
-from smallnet_lit.net import SmallNet, count_macs, count_params
+from smallnet_lit.model.net import SmallNet, count_macs, count_params
+from smallnet_lit.training.config import config_dir, plain
 
 
 def describe(net_kwargs: dict) -> str:

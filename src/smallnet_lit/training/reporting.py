@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
-from smallnet_lit.plots import draw_landmarks, plot_ced
+from smallnet_lit.inference.plots import draw_landmarks, plot_ced
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ def _face_size(points: np.ndarray) -> float:
 
 
 class OneEuroFilter:
-    """Defaults chosen with `python -m smallnet_lit.bench_smoothing --pts <a real 300-W face>`:
+    """Defaults chosen with `python -m smallnet_lit.tools.bench_smoothing --pts <a real 300-W face>`:
     beta 20 cut still-face jitter by about two thirds for +5% NME while the face moves;
     beta 2 smoothed more but lagged (+40% NME in motion)."""
 

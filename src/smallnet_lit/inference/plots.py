@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from smallnet_lit.landmarks import LandmarkScheme  # noqa: E402
-from smallnet_lit.metrics import ced_curve  # noqa: E402
+from smallnet_lit.model.landmarks import LandmarkScheme  # noqa: E402
+from smallnet_lit.model.metrics import ced_curve  # noqa: E402
 
 
 def plot_ced(curves: Mapping[str, np.ndarray], path: str | Path, threshold: float = 0.10, title: str = "") -> Path:
@@ -46,11 +46,13 @@ def draw_landmarks(
     colour=(0, 255, 0),
     target: np.ndarray | None = None,
     scheme: LandmarkScheme | None = None,
+    sigma: np.ndarray | None = None,
 ) -> np.ndarray:
     """A copy of the RGB uint8 image with the points drawn (and the targets in red).
     Sizes follow the face, not the photo, so small faces in a crowd stay visible and
     large ones are not covered; with `scheme` the parts (contour, brows, nose, eyes, lips)
-    are joined by lines."""
+    are joined by lines; with `sigma` (pixels) each point gets a circle of its predicted
+    standard deviation."""
     import cv2
 
     out = np.ascontiguousarray(image).copy()
@@ -63,9 +65,45 @@ def draw_landmarks(
             if len(idx) > 1 and name != "pupils":
                 line = np.round(points[list(idx)]).astype(np.int32)
                 cv2.polylines(out, [line], name in CLOSED_PARTS, colour, thickness, cv2.LINE_AA)
+    if sigma is not None:
+        for (x, y), s in zip(points, np.asarray(sigma, np.float64), strict=True):
+            centre = (round(float(x)), round(float(y)))
+            cv2.circle(out, centre, max(1, round(float(s))), (255, 200, 0), 1, cv2.LINE_AA)
     if target is not None:
         for x, y in np.asarray(target):
             cv2.circle(out, (round(float(x)), round(float(y))), radius, (255, 0, 0), -1, cv2.LINE_AA)
     for x, y in points:
         cv2.circle(out, (round(float(x)), round(float(y))), radius, colour, -1, cv2.LINE_AA)
     return out
+
+
+def contact_sheet(tiles: list[tuple[np.ndarray, str]], columns: int = 6, size: int = 240) -> np.ndarray:
+    """One RGB image of many: each (image, caption) fitted into a size x size cell (aspect
+    kept, on dark grey) with its caption below, in rows of `columns`."""
+    import cv2
+
+    caption_h = max(14, size // 12)
+    rows = -(-len(tiles) // columns)
+    sheet = np.full((rows * (size + caption_h), min(columns, len(tiles)) * size, 3), 40, np.uint8)
+    for n, (image, caption) in enumerate(tiles):
+        scale = size / max(image.shape[:2])
+        h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+        thumb = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        top, left = (n // columns) * (size + caption_h), (n % columns) * size
+        y0, x0 = top + (size - h) // 2, left + (size - w) // 2
+        sheet[y0 : y0 + h, x0 : x0 + w] = thumb
+        font_scale = caption_h / 30
+        text = caption
+        while len(text) > 4 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] > size - 8:
+            text = "..." + text[4:]  # keep the end: the file name and the face count
+        cv2.putText(
+            sheet,
+            text,
+            (left + 4, top + size + caption_h - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (230, 230, 230),
+            1,
+            cv2.LINE_AA,
+        )
+    return sheet

@@ -1,7 +1,7 @@
 """Compare the runs of a sweep:
 
-    python -m smallnet_lit.compare multirun/demo/2026-11-26_10-00-00 [--out DIR]
-    python -m smallnet_lit.compare --wandb ENTITY/PROJECT [--group NAME]
+    python -m smallnet_lit.tools.compare multirun/demo/2026-11-26_10-00-00 [--out DIR]
+    python -m smallnet_lit.tools.compare --wandb ENTITY/PROJECT [--group NAME]
 
 Local mode reads every run dir below the folder (Hydra's .hydra/overrides.yaml and the
 CSV log); W&B mode asks the W&B API (needs a login and network). Prints one table sorted
@@ -119,7 +119,7 @@ def write_outputs(runs: list[Run], out: Path) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="smallnet-compare", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m smallnet_lit.tools.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="?", type=Path, help="a multirun (or any) folder holding run dirs")
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     p.add_argument("--group", help="W&B group to keep")

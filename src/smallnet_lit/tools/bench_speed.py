@@ -1,7 +1,7 @@
 """CPU speed of SmallNet, per input size: single-face latency (batch 1, one thread) in
 PyTorch and ONNX Runtime (float and int8), and throughput at batch 32 (all threads).
 
-    python -m smallnet_lit.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200] [--width-mult 0.5]
+    python -m smallnet_lit.tools.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200] [--width-mult 0.5]
                                        [--int8-accuracy FACES_DIR]
 
 Without --model, the default 68-point configuration is timed with random weights (speed
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smallnet_lit.export import Deployable, export_onnx, export_onnx_int8
-from smallnet_lit.net import SmallNet, count_macs, count_params
+from smallnet_lit.inference.deploy import Deployable, export_onnx, export_onnx_int8
+from smallnet_lit.model.net import SmallNet, count_macs, count_params
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -89,7 +89,7 @@ def training_images_per_second(
 ) -> float:
     """Forward + dual loss + backward + SGD step at batch 32 (network only, all threads),
     in NCHW or (`channels_last`, as `model.channels_last=true` trains) NHWC layout."""
-    from smallnet_lit.loss import DualLoss
+    from smallnet_lit.model.loss import DualLoss
 
     net = SmallNet(**{**net_kwargs, "input_size": size}).train()
     loss_fn = DualLoss()
@@ -113,11 +113,12 @@ def int8_accuracy(net: SmallNet, folder: Path, calibration_faces: int = 200) -> 
     iBUG-format folder (int8 calibrated on its training split), eval crops, ONNX Runtime."""
     import onnxruntime as ort
 
-    from smallnet_lit.data.faces import CropConfig, FaceDataset
+    from smallnet_lit.data.crop import CropConfig
+    from smallnet_lit.data.faces import FaceDataset
     from smallnet_lit.data.ibug import IbugFaces
-    from smallnet_lit.export import calibration_crops
-    from smallnet_lit.landmarks import get_scheme
-    from smallnet_lit.metrics import nme_per_face
+    from smallnet_lit.inference.deploy import calibration_crops
+    from smallnet_lit.model.landmarks import get_scheme
+    from smallnet_lit.model.metrics import nme_per_face
 
     scheme = get_scheme(net.num_points)
     val = FaceDataset(IbugFaces(folder, split="val"), net.input_size, CropConfig())
@@ -144,7 +145,7 @@ def int8_accuracy(net: SmallNet, folder: Path, calibration_faces: int = 200) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="smallnet-bench-speed", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m smallnet_lit.tools.bench_speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, help="checkpoint whose architecture (and weights) to time")
     p.add_argument("--sizes", type=int, nargs="+", help="input sizes (default: the model's, or 128 160 224)")
     p.add_argument("--repeats", type=int, default=200)
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     state = None
     if args.model:
-        from smallnet_lit.checkpoints import load_model
+        from smallnet_lit.inference.checkpoints import load_model
 
         module = load_model(str(args.model))
         kwargs, state = dict(module.hparams.net), module.net.state_dict()

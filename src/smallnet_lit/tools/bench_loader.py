@@ -1,5 +1,5 @@
 """Training-loader throughput, with and without the crop cache:
-`python -m smallnet_lit.bench_loader data=ibug300w [+batches=20] [data.num_workers=2]`.
+`python -m smallnet_lit.tools.bench_loader data=ibug300w [+batches=20] [data.num_workers=2]`.
 
 Small sets can be drawn with replacement: data.train_samples_per_epoch=1000.
 
@@ -13,8 +13,8 @@ import time
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from smallnet_lit.config import config_dir, quiet_environment
-from smallnet_lit.instantiate import datamodule_from
+from smallnet_lit.training.config import config_dir
+from smallnet_lit.training.instantiate import datamodule_from
 
 
 def images_per_second(cfg: DictConfig, batches: int) -> float:
@@ -55,5 +55,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    quiet_environment()
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import hydra
@@ -9,25 +10,23 @@ import lightning as L
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from smallnet_lit.config import plain
 from smallnet_lit.data.datamodule import FaceDataModule
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.module import LandmarkModule
+from smallnet_lit.model.module import LandmarkModule
+from smallnet_lit.training.config import plain
 
 log = logging.getLogger(__name__)
-
-
-# Data-config values that the source configs interpolate (data.root, data.cache, ...);
-# the datamodule itself receives the built sources.
-SHARED_DATA_KEYS = ("on_bad_sample", "cache", "include", "exclude", "val_fraction", "split_seed", "sources")
 
 
 def datamodule_from(cfg: DictConfig, only_split: str | None = None) -> FaceDataModule:
     """The DataModule of a data config; with `only_split`, the other splits' sources are
     not built (evaluation needs no training list on disk)."""
     cfg = OmegaConf.create(plain(cfg))  # resolve interpolations before dropping what they read
-    for key in SHARED_DATA_KEYS:
-        cfg.pop(key, None)
+    # The rest of a data config (cache, include, sources, ...) is what its split configs
+    # interpolate: the DataModule gets only its own arguments.
+    arguments = inspect.signature(hydra.utils.get_class(cfg._target_)).parameters
+    for key in [k for k in cfg if k != "_target_" and k not in arguments]:
+        cfg.pop(key)
     if only_split is not None:
         for split in ("train", "val", "test", "all"):
             if split != only_split:

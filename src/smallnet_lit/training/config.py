@@ -11,18 +11,18 @@ from omegaconf import DictConfig, OmegaConf
 
 def config_dir() -> str:
     """`conf/` of a source checkout, or the copy packed into an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parents[1] / "conf"):
+    package = Path(__file__).resolve().parents[1]  # smallnet_lit/
+    for candidate in (package / "conf", package.parents[1] / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
-    raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here} or in the source checkout")
+    raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) in {package} or in the source checkout")
 
 
 def project_root() -> str:
     """The source checkout this package runs from (the folder with pyproject.toml above
     src/), else the working directory (an installed wheel)."""
     here = Path(__file__).resolve()
-    for parent in here.parents[1:4]:
+    for parent in here.parents[2:5]:
         if (parent / "pyproject.toml").is_file() and (parent / "conf" / "train.yaml").is_file():
             return str(parent)
     return str(Path.cwd())
@@ -41,8 +41,3 @@ OmegaConf.register_new_resolver("smallnet_cache", user_cache_dir, replace=True)
 def plain(cfg: DictConfig | Any) -> Any:
     """Resolved plain dicts/lists: what checkpoints store, so they reload without Hydra."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-
-
-def quiet_environment() -> None:
-    """Offline-friendly defaults for every entry point."""
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

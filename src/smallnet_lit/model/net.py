@@ -7,31 +7,22 @@ Four parts (DESIGN.md):
 3. a 1x1 linear transformation to K score maps, 2K offset maps and K (or 2K) log-delta maps;
 4. a softmax over the grid cells of each score map.
 
-Decoding: centre of the most probable cell + offset * stride (or the soft-argmax
-expectation over cells). The predicted delta (a standard deviation, in pixels) is the
+Decoding (smallnet_lit.model.codec): centre of the most probable cell + offset * stride,
+or the soft-argmax expectation over cells. The predicted delta (a standard deviation, in pixels) is the
 per-landmark uncertainty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from smallnet_lit.model import codec
+from smallnet_lit.model.codec import HeadOutput
+
 LOG_DELTA_MIN, LOG_DELTA_MAX = -6.0, 3.0  # delta in cell units: [0.0025, 20]
-
-
-@dataclass
-class HeadOutput:
-    """Raw head maps. Shapes: scores (B, K, H, W), offsets (B, K, 2, H, W) as (dx, dy)
-    in cell units from the cell centre, log_delta (B, K, D, H, W) with D = 1 or 2."""
-
-    scores: torch.Tensor
-    offsets: torch.Tensor
-    log_delta: torch.Tensor
-    stride: int
 
 
 class SmallNet(nn.Module):
@@ -119,39 +110,14 @@ class SmallNet(nn.Module):
         )
 
     def decode(self, out: HeadOutput, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return points (B, K, 2) and sigma (B, K) in input pixels, and the peak
-        probability (B, K) of each landmark's cell distribution."""
-        mode = mode or self.decode_mode
-        b, k, h, w = out.scores.shape
-        prob = out.scores.flatten(2).softmax(-1)  # (B, K, H*W)
-        cell_centres = _cell_centres(h, w, out.scores.device)  # (H*W, 2) in cell units
-        offsets = out.offsets.flatten(3).transpose(2, 3)  # (B, K, H*W, 2)
-        delta = out.log_delta.exp().mean(2).flatten(2)  # (B, K, H*W), isotropic summary
-        peak, best = prob.max(-1)
-        if mode == "argmax":
-            idx = best[..., None, None].expand(b, k, 1, 2)
-            pos = cell_centres[best] + offsets.gather(2, idx).squeeze(2)
-            sigma = delta.gather(2, best[..., None]).squeeze(2)
-        elif mode == "soft":
-            pos = (prob[..., None] * (cell_centres + offsets)).sum(2)
-            sigma = (prob * delta).sum(2)
-        else:
-            raise ValueError(f"decode must be 'argmax' or 'soft', got {mode!r}")
-        return pos * out.stride, sigma * out.stride, peak
+        """Points (B, K, 2) and sigma (B, K) in input pixels and peak probabilities (B, K):
+        `codec.decode` with this net's decoding unless `mode` is given."""
+        return codec.decode(out, mode or self.decode_mode)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Points (B, K, 2) in input pixels and per-point sigma (B, K) in pixels."""
         points, sigma, _ = self.decode(self.forward_maps(images))
         return points, sigma
-
-
-def _cell_centres(h: int, w: int, device: torch.device) -> torch.Tensor:
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=torch.float32) + 0.5,
-        torch.arange(w, device=device, dtype=torch.float32) + 0.5,
-        indexing="ij",
-    )
-    return torch.stack([xs, ys], dim=-1).reshape(h * w, 2)
 
 
 def _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode) -> None:

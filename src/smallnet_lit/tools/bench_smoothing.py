@@ -1,6 +1,6 @@
 """Jitter and lag of video smoothing on a synthetic clip with known truth:
 
-    python -m smallnet_lit.bench_smoothing --model CKPT [--frames 120] [--pts real_face.pts]
+    python -m smallnet_lit.tools.bench_smoothing --model CKPT [--frames 120] [--pts real_face.pts]
 
 One synthetic face (drawn by smallnet_lit.data.synthetic, with per-frame sensor noise and
 JPEG compression) holds still for the first half
@@ -20,9 +20,9 @@ import numpy as np
 
 from smallnet_lit.data.images import read_image
 from smallnet_lit.data.synthetic import render_face
-from smallnet_lit.landmarks import WFLW98_TO_IBUG68
-from smallnet_lit.predictor import LandmarkPredictor
-from smallnet_lit.smoothing import SMOOTHERS, make_smoother
+from smallnet_lit.inference.predictor import LandmarkPredictor
+from smallnet_lit.inference.smoothing import SMOOTHERS, make_smoother
+from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
 
 
 def clip(
@@ -57,7 +57,9 @@ def clip(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="smallnet-bench-smoothing", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m smallnet_lit.tools.bench_smoothing", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--fps", type=float, default=30.0)

@@ -7,28 +7,13 @@ import math
 import torch
 from torch import nn
 
-from smallnet_lit.net import HeadOutput
+from smallnet_lit.model.codec import HeadOutput, encode
 
 
 def log1mexp(log_p: torch.Tensor) -> torch.Tensor:
     """log(1 - exp(log_p)) for log_p <= 0, accurate near both ends (Maechler 2012)."""
     log_p = log_p.clamp(max=-1e-7)
     return torch.where(log_p > -math.log(2.0), torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
-
-
-def target_cells(
-    points: torch.Tensor, stride: int, grid_hw: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For points (B, K, 2) in input pixels: the flat index of the cell holding each point
-    (B, K), the offset from that cell's centre in cell units (B, K, 2), and whether the
-    point lies inside the grid at all (B, K)."""
-    h, w = grid_hw
-    cell_xy = points / stride
-    inside = (cell_xy[..., 0] >= 0) & (cell_xy[..., 0] < w) & (cell_xy[..., 1] >= 0) & (cell_xy[..., 1] < h)
-    col = cell_xy[..., 0].floor().clamp(0, w - 1)
-    row = cell_xy[..., 1].floor().clamp(0, h - 1)
-    offset = cell_xy - torch.stack([col + 0.5, row + 0.5], dim=-1)
-    return (row * w + col).long(), offset, inside
 
 
 class DualLoss(nn.Module):
@@ -52,7 +37,7 @@ class DualLoss(nn.Module):
         self, out: HeadOutput, points: torch.Tensor, valid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, k, h, w = out.scores.shape
-        cell, t, inside = target_cells(points, out.stride, (h, w))
+        cell, t, inside = encode(points, out.stride, (h, w))
         mask = inside if valid is None else inside & valid.bool()
         weight = mask.float()
         n = weight.sum().clamp(min=1.0)

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from smallnet_lit.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
+from smallnet_lit.data.crop import CropConfig, apply_affine, crop_transform, invert_affine, warp
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.data.faces import CropConfig, FaceSample, apply_affine, crop_transform, invert_affine, to_tensor
-from smallnet_lit.landmarks import LandmarkScheme, get_scheme
+from smallnet_lit.data.faces import FaceSample, to_tensor
+from smallnet_lit.inference.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
+from smallnet_lit.model.landmarks import LandmarkScheme, get_scheme
 
 
 @dataclass
@@ -55,7 +55,7 @@ class LandmarkPredictor:
                 ) from None
             self._net = None
         else:
-            from smallnet_lit.checkpoints import load_model
+            from smallnet_lit.inference.checkpoints import load_model
 
             module = load_model(str(model), device)
             self._net, self._session = module.net.eval(), None
@@ -82,7 +82,7 @@ class LandmarkPredictor:
         for box in landmark_boxes:
             sample = FaceSample(image_rgb, np.zeros((0, 2)), "", box=np.asarray(box, np.float64))
             m, _ = crop_transform(sample, self.input_size, self.crop)
-            crops.append(to_tensor(cv2.warpAffine(image_rgb, m, (self.input_size,) * 2, flags=cv2.INTER_LINEAR)))
+            crops.append(to_tensor(warp(image_rgb, m, self.input_size)))
             inverses.append(invert_affine(m))
         points, sigma, conf = self.run(torch.stack(crops).numpy())
         faces = []

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from smallnet_lit.checkpoints import DEFAULT_CHECKPOINT
 from smallnet_lit.data.images import read_image
-from smallnet_lit.detect import DEFAULT_DETECTOR, make_detector
-from smallnet_lit.predictor import FaceLandmarks, LandmarkPredictor, box_problem
+from smallnet_lit.inference.checkpoints import DEFAULT_CHECKPOINT
+from smallnet_lit.inference.detect import DEFAULT_DETECTOR, make_detector
+from smallnet_lit.inference.predictor import FaceLandmarks, LandmarkPredictor, box_problem
 
 
 class Landmarker:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from smallnet_lit.data.faces import CropConfig, FaceSample, FaceSource, crop_transform
-from smallnet_lit.landmarks import LandmarkScheme
+from smallnet_lit.data.crop import CropConfig, crop_transform, warp
+from smallnet_lit.data.faces import FaceSample, FaceSource
+from smallnet_lit.model.landmarks import LandmarkScheme
 
 CRITERIA = ("large_yaw", "small", "blurred")
 HARD_FRACTION = 0.1
@@ -39,7 +40,7 @@ def yaw_asymmetry(points: np.ndarray, scheme: LandmarkScheme) -> float:
 def sharpness(image: np.ndarray, points: np.ndarray, size: int = 128) -> float:
     """Variance of the Laplacian of the face's evaluation crop at `size` pixels."""
     m, _ = crop_transform(FaceSample(image, points, ""), size, CropConfig(scale=1.2))
-    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA)
+    crop = warp(image, m, size, cv2.INTER_AREA)
     grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 

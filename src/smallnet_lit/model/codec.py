@@ -1,0 +1,67 @@
+"""The grid codec: how landmark positions are written as targets on the head grid (`encode`)
+and read back from the head's maps (`decode`). One place for the geometry the loss, the
+network's decoding and every exported model share: a point at input pixel p lies in cell
+floor(p / stride), at offset p / stride - (cell + 0.5) from that cell's centre, in cell units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class HeadOutput:
+    """Raw head maps. Shapes: scores (B, K, H, W), offsets (B, K, 2, H, W) as (dx, dy)
+    in cell units from the cell centre, log_delta (B, K, D, H, W) with D = 1 or 2."""
+
+    scores: torch.Tensor
+    offsets: torch.Tensor
+    log_delta: torch.Tensor
+    stride: int
+
+
+def encode(
+    points: torch.Tensor, stride: int, grid_hw: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For points (B, K, 2) in input pixels: the flat index of the cell holding each point
+    (B, K), the offset from that cell's centre in cell units (B, K, 2), and whether the
+    point lies inside the grid at all (B, K)."""
+    h, w = grid_hw
+    cell_xy = points / stride
+    inside = (cell_xy[..., 0] >= 0) & (cell_xy[..., 0] < w) & (cell_xy[..., 1] >= 0) & (cell_xy[..., 1] < h)
+    col = cell_xy[..., 0].floor().clamp(0, w - 1)
+    row = cell_xy[..., 1].floor().clamp(0, h - 1)
+    offset = cell_xy - torch.stack([col + 0.5, row + 0.5], dim=-1)
+    return (row * w + col).long(), offset, inside
+
+
+def decode(out: HeadOutput, mode: str = "argmax") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Points (B, K, 2) and sigma (B, K) in input pixels, and the peak probability (B, K)
+    of each landmark's cell distribution. `argmax`: centre of the most probable cell + its
+    offset; `soft`: the expectation of (cell centre + offset) over the cell distribution."""
+    b, k, h, w = out.scores.shape
+    prob = out.scores.flatten(2).softmax(-1)  # (B, K, H*W)
+    cell_centres = _cell_centres(h, w, out.scores.device)  # (H*W, 2) in cell units
+    offsets = out.offsets.flatten(3).transpose(2, 3)  # (B, K, H*W, 2)
+    delta = out.log_delta.exp().mean(2).flatten(2)  # (B, K, H*W), isotropic summary
+    peak, best = prob.max(-1)
+    if mode == "argmax":
+        idx = best[..., None, None].expand(b, k, 1, 2)
+        pos = cell_centres[best] + offsets.gather(2, idx).squeeze(2)
+        sigma = delta.gather(2, best[..., None]).squeeze(2)
+    elif mode == "soft":
+        pos = (prob[..., None] * (cell_centres + offsets)).sum(2)
+        sigma = (prob * delta).sum(2)
+    else:
+        raise ValueError(f"decode must be 'argmax' or 'soft', got {mode!r}")
+    return pos * out.stride, sigma * out.stride, peak
+
+
+def _cell_centres(h: int, w: int, device: torch.device) -> torch.Tensor:
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32) + 0.5,
+        torch.arange(w, device=device, dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
+    return torch.stack([xs, ys], dim=-1).reshape(h * w, 2)

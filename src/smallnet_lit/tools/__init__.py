@@ -1,0 +1,2 @@
+"""Measuring commands: benchmarks (speed, loader, smoothing, detectors), model size and
+run comparison."""

@@ -1,0 +1,181 @@
+"""Evaluation of a checkpoint on a data split (what `python -m smallnet_lit.eval` runs):
+metrics.json (NME, FR, AUC, per-source, per-attribute and hard-face NME, uncertainty
+calibration), predictions.jsonl (one face a line: points and per-point sigma in photo
+pixels, its NME and difficulty) and ced.png, written into the run dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, open_dict
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from smallnet_lit.data.faces import FaceDataset
+from smallnet_lit.inference.checkpoints import load_model
+from smallnet_lit.inference.detect import DETECTORS, DetectedFaces, make_detector
+from smallnet_lit.inference.plots import plot_ced
+from smallnet_lit.model.metrics import FaceAlignmentMetrics, uncertainty_calibration
+from smallnet_lit.model.module import LandmarkModule
+from smallnet_lit.training.hard_faces import CRITERIA, face_difficulty, hard_flags
+from smallnet_lit.training.instantiate import datamodule_from
+from smallnet_lit.training.reporting import loggers_from
+
+log = logging.getLogger(__name__)
+
+
+def to_photo(points: torch.Tensor, sigma: torch.Tensor, affine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map input-pixel points (B, K, 2) and sigma (B, K) back to photo pixels with the
+    (B, 2, 3) crop inverses (similarity transforms, so sigma scales by their scale)."""
+    photo = points @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+    scale = affine[:, :, :2].det().abs().sqrt()
+    return photo, sigma * scale[:, None]
+
+
+def average_with_flip(model: LandmarkModule, images: torch.Tensor, points: torch.Tensor, sigma: torch.Tensor):
+    """Mean of the predictions on the crop and on its mirror image (mapped back with the
+    scheme's flip permutation)."""
+    size = images.shape[-1]
+    f_points, f_sigma = model(images.flip(-1))
+    perm = torch.as_tensor(model.scheme.flip_permutation, device=images.device)
+    f_points, f_sigma = f_points[:, perm], f_sigma[:, perm]
+    f_points = torch.stack([size - 1 - f_points[..., 0], f_points[..., 1]], dim=-1)
+    return (points + f_points) / 2, (sigma + f_sigma) / 2
+
+
+@torch.no_grad()
+def predict_split(
+    model: LandmarkModule, loader: DataLoader, metrics: FaceAlignmentMetrics, device: str, flip_test: bool = False
+) -> tuple[list[dict], dict[str, float]]:
+    """Predict every face of the loader into `metrics`; return one JSON row per face and
+    the uncertainty calibration over all points."""
+    rows, errors, sigmas = [], [], []
+    for batch in tqdm(loader, desc="evaluating", unit="batch"):
+        points, sigma = model(batch["image"].to(device))
+        if flip_test:
+            points, sigma = average_with_flip(model, batch["image"].to(device), points, sigma)
+        pred, pred_sigma = to_photo(points.cpu(), sigma.cpu(), batch["to_photo"])
+        truth, _ = to_photo(batch["points"], torch.zeros(batch["points"].shape[:2]), batch["to_photo"])
+        metrics.update(pred, truth, batch["attributes"], batch["source"])
+        nme = metrics.nme[-1]
+        errors.append((pred - truth).norm(dim=-1).numpy())
+        sigmas.append(pred_sigma.numpy())
+        for i, key in enumerate(batch["key"]):
+            rows.append(
+                {
+                    "image": key.split("#")[0],
+                    "face": key,
+                    "points": np.round(pred[i].numpy(), 3).tolist(),
+                    "sigma": np.round(pred_sigma[i].numpy(), 3).tolist(),
+                    "nme": round(float(nme[i]), 6),
+                }
+            )
+    calibration = uncertainty_calibration(np.concatenate(errors), np.concatenate(sigmas)) if errors else {}
+    return rows, calibration
+
+
+def data_for_split(data: DictConfig, split: str) -> DictConfig:
+    """The data config to evaluate `split`; 'all' reads every face of the folder: the
+    validation source's reader with split=all (300-W-format folders)."""
+    if split != "all":
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val, test or all, got {split!r}")
+        return data
+    val = data.get("val")
+    if val is None or "split" not in val:
+        raise ValueError("split=all needs a folder-reading data config (data=ibug300w or data=faces68)")
+    data = data.copy()
+    with open_dict(data):
+        data["all"] = data.val.copy()
+        data["all"]["split"] = "all"
+    return data
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    model = load_model(cfg.ckpt_path, cfg.device)
+    if cfg.get("decode"):
+        model.net.decode_mode = cfg.decode
+    with open_dict(cfg):
+        cfg.model.net.input_size = model.net.input_size
+        cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
+    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), only_split=cfg.split)
+    if datamodule.scheme.name != model.scheme.name:
+        raise ValueError(
+            f"checkpoint {cfg.ckpt_path} predicts {model.scheme.name} landmarks but the data config gives "
+            f"{datamodule.scheme.name}: choose a matching data= config"
+        )
+    dataset = datamodule.dataset(cfg.split)
+    missed = {}
+    crop_from = cfg.get("crop_from", "truth")
+    if crop_from in DETECTORS:
+        # What a user of smallnet-predict gets: crops from detector boxes, misses counted.
+        total = len(dataset.source)
+        detected = DetectedFaces(dataset.source, make_detector(crop_from))
+        dataset = FaceDataset(detected, dataset.input_size, replace(dataset.crop, use_given_box=True))
+        missed = {"not_found": (total - len(detected)) / total}
+        for g, name in enumerate(datamodule.source_names(cfg.split)):
+            in_part = sum(detected.source.source_of(i) == g for i in range(total))
+            missed[f"{name}/not_found"] = detected.missed.get(g, 0) / max(in_part, 1)
+        log.info(
+            "%s found %d of %d faces (%.1f%% not found)", crop_from, len(detected), total, 100 * missed["not_found"]
+        )
+    elif crop_from != "truth":
+        raise ValueError(f"crop_from must be 'truth' or a detector ({', '.join(DETECTORS)}), got {crop_from!r}")
+    loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
+    metrics = FaceAlignmentMetrics(model.scheme.eye_corners, cfg.fr_threshold, datamodule.attribute_names)
+    log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)
+    rows, calibration = predict_split(model, loader, metrics, cfg.device, bool(cfg.get("flip_test")))
+
+    result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute(datamodule.source_names(cfg.split)).items()}
+    result.update({f"{cfg.split}/{k}": float(v) for k, v in missed.items()})
+    per_face = metrics.per_face().numpy()
+    difficulty = [face_difficulty(dataset.source, i) for i in tqdm(range(len(dataset)), desc="hard faces", unit="face")]
+    flags = hard_flags(difficulty)
+    for name, flag in flags.items():
+        result[f"{cfg.split}/{name}/nme"] = float(per_face[flag].mean()) if flag.any() else float("nan")
+        result[f"{cfg.split}/{name}/faces"] = int(flag.sum())
+    for row, d, i in zip(rows, difficulty, range(len(rows)), strict=True):
+        row["difficulty"] = {k: round(v, 3) for k, v in vars(d).items()}
+        row["hard"] = [c for c in CRITERIA if flags[c][i]]
+    out = Path(cfg.paths.output_dir)
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {"ckpt_path": str(cfg.ckpt_path), "faces": len(rows), **result, "uncertainty": calibration}, indent=2
+        )
+    )
+    with open(out / "predictions.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    curves = {"all": per_face, "hard (pose, size, blur)": per_face[flags["hard"]]}
+    groups = torch.cat(metrics.groups).numpy()
+    for g, name in enumerate(datamodule.source_names(cfg.split)):
+        if (groups == g).any():
+            curves[name] = per_face[groups == g]
+    if datamodule.attribute_names:
+        flags = torch.cat(metrics.attributes).numpy()
+        curves.update(
+            {n: per_face[flags[:, j] > 0] for j, n in enumerate(datamodule.attribute_names) if flags[:, j].any()}
+        )
+    plot_ced(
+        curves, out / "ced.png", cfg.fr_threshold, title=f"CED, {cfg.split} split ({Path(str(cfg.ckpt_path)).stem})"
+    )
+    for logger in loggers_from(cfg.get("logger")):
+        logger.log_metrics(result)
+        logger.save()
+    log.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in result.items()))
+    log.info(
+        "uncertainty: %.1f%% of points within 1 sigma (Gaussian: %.1f%%), %.1f%% within 2 sigma (%.1f%%), "
+        "Spearman(sigma, error) = %.3f",
+        100 * calibration["within_1_sigma"],
+        100 * calibration["expected_within_1_sigma"],
+        100 * calibration["within_2_sigma"],
+        100 * calibration["expected_within_2_sigma"],
+        calibration["spearman_sigma_error"],
+    )
+    log.info("wrote metrics.json, predictions.jsonl and ced.png to %s", out)
+    return result

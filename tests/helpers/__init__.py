@@ -1,0 +1,1 @@
+"""Helpers the tests share: generated face folders and photos, eval runs, callbacks."""
