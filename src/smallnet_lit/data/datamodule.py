@@ -41,7 +41,8 @@ class FaceDataModule(L.LightningDataModule):
     ) -> None:
         """`all`: every face of the data (eval's split=all), built only when asked for.
         `scheme`, `num_points` and `attribute_names` state what the config promises
-        (the model config reads them); they are checked against the sources here.
+        (the model config reads them); scheme and point count are checked against the
+        sources here.
         `root` is the data folder the sources read (shared by their configs)."""
         super().__init__()
         if batch_size < 1:

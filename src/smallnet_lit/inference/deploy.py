@@ -54,8 +54,8 @@ def export_onnx(net: SmallNet, path: Path, scheme: str, opset: int = 18) -> Path
 def export_onnx_int8(net: SmallNet, path: Path, scheme: str, calibration: np.ndarray) -> Path:
     """ONNX with int8 convolutions (ONNX Runtime static quantization, QDQ, per-channel
     weights), activation ranges calibrated on `calibration` (N, 3, S, S) normalized crops.
-    The head conv and the decoding stay float: quantizing them costs 0.2-0.4% NME, the
-    rest about 0.01-0.02% (docs/speed.md)."""
+    The head conv and the decoding stay float: quantizing them costs far more accuracy
+    than the rest (docs/speed.md)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -26,9 +26,9 @@ def _face_size(points: np.ndarray) -> float:
 
 
 class OneEuroFilter:
-    """Defaults chosen with `python -m smallnet_lit.tools.bench_smoothing --pts <a real 300-W face>`:
-    beta 20 cut still-face jitter by about two thirds for +5% NME while the face moves;
-    beta 2 smoothed more but lagged (+40% NME in motion)."""
+    """Defaults chosen with `python -m smallnet_lit.tools.bench_smoothing --pts <a real 300-W face>`
+    (figures in docs/prediction.md): beta 20 keeps the lag of a moving face small; a lower
+    beta smooths more but lags."""
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 20.0, d_cutoff: float = 1.0) -> None:
         if min_cutoff <= 0 or beta < 0 or d_cutoff <= 0:

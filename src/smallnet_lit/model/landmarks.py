@@ -21,7 +21,7 @@ class LandmarkScheme:
     # Ends of the face contour (image-left, image-right) and the nose tip: their asymmetry
     # along the eye line estimates the head's yaw (the hard-face subset).
     yaw_points: tuple[int, int, int] = (0, 0, 0)
-    # Part name -> point indices, in drawing order (used for overlays and the synthetic faces).
+    # Part name -> point indices, in drawing order (overlays join each part with a line).
     parts: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property

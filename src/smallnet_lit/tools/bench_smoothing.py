@@ -1,10 +1,10 @@
-"""Jitter and lag of video smoothing on a synthetic clip with known truth:
+"""Jitter and lag of video smoothing on a clip with known truth:
 
     python -m smallnet_lit.tools.bench_smoothing --model CKPT [--frames 120] [--pts real_face.pts]
 
-One synthetic face (drawn by smallnet_lit.data.synthetic, with per-frame sensor noise and
-JPEG compression) holds still for the first half
-of the clip, then moves (translation and rotation). Each frame is predicted from the true
+One face (a real annotated face with --pts, else a synthetic one), with per-frame sensor
+noise and JPEG compression, holds still for the first half of the clip, then moves
+(translation and rotation): the truth is its annotation moved by the same transforms. Each frame is predicted from the true
 landmark box (detection is left out), then smoothed. Reported per smoother:
 - jitter: mean frame-to-frame movement of the prediction while the face is still (pixels);
 - still NME and moving NME: mean inter-ocular NME against the truth in each half (lag
