@@ -69,6 +69,28 @@ def test_predictor_maps_points_to_photo_pixels_with_torch_and_onnx(checkpoint, t
     np.testing.assert_allclose(onnx_faces[0].points, faces[0].points, atol=1e-3)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_all_faces_of_a_photo_in_one_batch_equal_one_at_a_time(checkpoint, tmp_path, backend):
+    """Every face of a photo goes through the network in one batch: same result as alone."""
+    canvas = np.zeros((260, 460, 3), np.uint8)
+    boxes = []
+    for i, x in enumerate((0, 230)):
+        truth = synthetic_photo(tmp_path / f"{i}.jpg", seed=i, size=220)
+        canvas[20:240, x : x + 220] = cv2.imread(str(tmp_path / f"{i}.jpg"))[..., ::-1]
+        boxes.append([*(truth.min(0) + [x, 20]), *(truth.max(0) + [x, 20])])
+    model = checkpoint
+    if backend == "onnx":
+        from smallnet_lit.inference.checkpoints import load_model
+
+        model = export_onnx(load_model(str(checkpoint)).net, tmp_path / "m.onnx", "ibug68")
+    predictor = LandmarkPredictor(model)
+    together = predictor.predict(canvas, np.array(boxes))
+    for box, face in zip(boxes, together, strict=True):
+        alone = predictor.predict(canvas, np.array([box]))[0]
+        np.testing.assert_allclose(face.points, alone.points, atol=1e-3)
+        np.testing.assert_allclose(face.sigma, alone.sigma, rtol=1e-4)
+
+
 def test_predict_cli_on_images_boxes_and_bad_files(checkpoint, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
