@@ -285,3 +285,31 @@ def test_last_ckpt_holds_the_final_epoch_even_when_it_is_not_the_best(make_cfg, 
     checkpoints = tmp_path / "run" / "checkpoints"
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
     assert [p.name for p in checkpoints.glob("epoch_*.ckpt")] == ["epoch_000.ckpt"]
+
+
+def test_ema_weights_are_what_validation_and_checkpoints_use(make_cfg, tmp_path):
+    cfg = make_cfg(
+        [
+            "trainer.max_epochs=2",
+            "data.train.num_faces=16",
+            "data.val.num_faces=8",
+            "test=false",
+            "callbacks.ema={_target_: lightning.pytorch.callbacks.EMAWeightAveraging, decay: 0.5}",
+        ]
+    )
+    metrics = train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged if k.endswith("weight"))
+    # the checkpoint's weights are the averaged ones, and they score the logged validation NME
+    from smallnet_lit.inference.checkpoints import load_model
+
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert torch.equal(model.net.head.weight, averaged["net.head.weight"])
+    result, _ = run_eval(
+        make_cfg,
+        tmp_path / "eval",
+        tmp_path / "run" / "checkpoints" / "last.ckpt",
+        ["split=val", "data.val.num_faces=8"],
+    )
+    assert result["val/nme"] == pytest.approx(metrics["val/nme"], rel=1e-4)
