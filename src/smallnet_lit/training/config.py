@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def user_cache_dir() -> str:
 # Config interpolations: ${smallnet_root:} and ${smallnet_cache:} (conf/paths/default.yaml).
 OmegaConf.register_new_resolver("smallnet_root", project_root, replace=True)
 OmegaConf.register_new_resolver("smallnet_cache", user_cache_dir, replace=True)
+# ${smallnet_mul:2,${model.net.input_size}}: sizes that follow another value (the crop cache).
+OmegaConf.register_new_resolver("smallnet_mul", lambda *factors: math.prod(factors), replace=True)
 
 
 def plain(cfg: DictConfig | Any) -> Any:
