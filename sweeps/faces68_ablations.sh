@@ -11,8 +11,10 @@ ROBUST=(data.train_crop.squeeze=0.3 data.train_crop.rotation=30 data.train_crop.
   data.train_crop.scale_jitter=0.15 data.photometric.lighting=0.3 data.photometric.strong_blur=0.2
   data.photometric.lowres=0.3 data.photometric.jpeg=0.3)
 # A-E ran before NHWC and the 256-px crop cache became the faces68 defaults.
-BEFORE=(model.channels_last=false data.cache.size=384)
-FAST=(model.net.width_mult=0.5 trainer.max_epochs=80 "${BEFORE[@]}")
+# A-J ran before EMA and 120 epochs became the faces68 default, the fast ones at half width.
+OLD=(trainer.max_epochs=90 callbacks.ema=null)
+BEFORE=(model.channels_last=false data.cache.size=384 "${OLD[@]}")
+FAST=(model.net.width_mult=0.5 "${BEFORE[@]}" trainer.max_epochs=80)
 run() {
   local name=$1; shift
   if [[ -f "$OUT/$name/checkpoints/last.ckpt" && -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
@@ -29,10 +31,18 @@ run fast_ytf0.25 "${FAST[@]}" data.sources.ytf68.weight=0.25
 run fast_ytf0_robust "${FAST[@]}" data.sources.ytf68.weight=0 "${ROBUST[@]}"
 # the default width, 90 epochs: without YouTube Faces (A), and as shipped (G: weight 0.1)
 run default_ytf0 data.sources.ytf68.weight=0 "${BEFORE[@]}"
-run default_ytf0.1
-# the fast model distilled from A's best epoch (F; shipped as smallnet_300w_fast)
+run default_ytf0.1 "${OLD[@]}"
+# the fast model (half width then) distilled from A's best epoch (F)
 teacher=$(ls "$OUT"/default_ytf0/checkpoints/epoch_*.ckpt | tail -1)
-run fast_ytf0_distilled +experiment=faces68_fast model.distill.teacher="$teacher"
+run fast_ytf0_distilled +experiment=faces68_fast model.distill.teacher="$teacher" model.net.width_mult=0.5 callbacks.ema=null
+# the recipes shipped now: G + EMA, 120 epochs (L); width 0.75 + EMA, distilled from G (K);
+# L with YouTube Faces at 0.25 (M); K with YouTube Faces at 0.1, distilled from L (K2)
+run default_ema
+run default_ema_ytf0.25 data.sources.ytf68.weight=0.25
+teacher=$(ls "$OUT"/default_ytf0.1/checkpoints/epoch_*.ckpt | tail -1)
+run fast_w0.75_ema +experiment=faces68_fast model.distill.teacher="$teacher"
+teacher=$(ls "$OUT"/default_ema/checkpoints/epoch_*.ckpt | tail -1)
+run fast_w0.75_ema_ytf0.1 +experiment=faces68_fast model.distill.teacher="$teacher" data.sources.ytf68.weight=0.1
 python -m smallnet_lit.tools.compare "$OUT"
 for dir in "$OUT"/*/; do
   name=$(basename "$dir")
