@@ -9,7 +9,8 @@ OUT=${1:-multirun/faces68_input_size}
 for size in 128 160 192; do
   run="$OUT/input_$size"
   [[ -f "$run/checkpoints/last.ckpt" ]] && { echo "skip $run (done)"; continue; }
-  python -m smallnet_lit.train +experiment=faces68 model.net.input_size="$size" \
+  # as runs G, I, J ran (before EMA and 120 epochs became the recipe's defaults)
+  python -m smallnet_lit.train +experiment=faces68 model.net.input_size="$size" trainer.max_epochs=90 callbacks.ema=null \
     trainer.enable_progress_bar=false hydra.run.dir="$run"
 done
 python -m smallnet_lit.tools.compare "$OUT"

@@ -33,11 +33,15 @@ TINY_CLI = [
 ]
 
 
+# Subprocesses import `tests` from the checkout, and keep any path the caller set.
+PYTHON_PATH = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {
         **os.environ,
         "WANDB_MODE": "offline",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": PYTHON_PATH,
         "OMP_NUM_THREADS": "1",
         **(env or {}),
     }
@@ -203,7 +207,7 @@ def test_killed_run_resumes_from_last_ckpt_to_the_same_metrics(tmp_path):
         timeout=300,
         env={
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": PYTHON_PATH,
             "OMP_NUM_THREADS": "1",
         },
     )

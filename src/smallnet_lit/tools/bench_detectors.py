@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-face", type=int, default=40)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.every < 1:
+        parser.error(f"--every must be at least 1, got {args.every}")
+    for root in args.roots:
+        if not root.is_dir():
+            parser.error(f"{root}: not a folder")
     results = {}
     for name in args.detector:
         detector = make_detector(name, args.min_face)
