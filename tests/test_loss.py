@@ -89,3 +89,60 @@ def test_log1mexp_is_accurate_at_both_ends():
 def test_bad_weights_are_rejected():
     with pytest.raises(ValueError, match="loss weights"):
         DualLoss(alpha=-1.0)
+
+
+def test_loc_radius_trains_each_neighbouring_cell_towards_the_point():
+    # 3x3 grid at stride 10, point at (12, 18): in the centre cell, t = (-0.3, 0.3).
+    pts = torch.tensor([[[12.0, 18.0]]])
+    cols, rows = torch.meshgrid(torch.arange(3.0) + 0.5, torch.arange(3.0) + 0.5, indexing="xy")
+    exact = torch.stack([1.2 - cols, 1.8 - rows])[None, None]  # every cell's offset to the point
+    zero_scores = [[0.0] * 3] * 3
+    _, parts = DualLoss(fixed_delta=True, loc_radius=1, loc_weighting="uniform")(head(zero_scores, offsets=exact), pts)
+    assert parts["loss_loc"].item() == pytest.approx(0.0, abs=1e-10)
+    # One neighbour off by (0.2, 0): its squared error / 2, averaged over the 9 cells.
+    wrong = exact.clone()
+    wrong[0, 0, 0, 0, 2] += 0.2
+    _, parts = DualLoss(fixed_delta=True, loc_radius=1, loc_weighting="uniform")(head(zero_scores, offsets=wrong), pts)
+    assert parts["loss_loc"].item() == pytest.approx(0.5 * 0.04 / 9, rel=1e-5)
+    # Radius 0 reads only the ground-truth cell, where the offset is exact.
+    _, parts = DualLoss(fixed_delta=True, loc_radius=0)(head(zero_scores, offsets=wrong), pts)
+    assert parts["loss_loc"].item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_loc_radius_averages_only_the_cells_on_the_grid():
+    # Point in the corner cell of a 2x2 grid: radius 1 reaches 4 cells of the grid, not 9.
+    pts = torch.tensor([[[5.0, 5.0]]])
+    offsets = torch.zeros(1, 1, 2, 2, 2)  # right for cell (0, 0) only; the others miss by one cell
+    _, parts = DualLoss(fixed_delta=True, loc_radius=1, loc_weighting="uniform")(
+        head([[0.0, 0.0], [0.0, 0.0]], offsets=offsets), pts
+    )
+    assert parts["loss_loc"].item() == pytest.approx((0 + 0.5 + 0.5 + 1.0) / 4, rel=1e-5)
+
+
+def test_prob_weighting_adds_each_neighbour_by_its_probability():
+    # 1x3 grid, point at the centre of the middle cell; the left cell misses by (0.2, 0),
+    # the right one by (0, 0.4). Scores make p = (0.2, 0.5, 0.3).
+    pts = torch.tensor([[[15.0, 5.0]]])
+    offsets = torch.zeros(1, 1, 2, 1, 3)
+    offsets[0, 0, 0, 0, 0] = 1.0 + 0.2  # exact: +1 cell to the right
+    offsets[0, 0, 0, 0, 2] = -1.0  # exact: -1 cell
+    offsets[0, 0, 1, 0, 2] = 0.4
+    p = torch.tensor([0.2, 0.5, 0.3])
+    scores = [p.log().tolist()]
+    _, parts = DualLoss(fixed_delta=True, loc_radius=1)(head(scores, offsets=offsets), pts)
+    expected = 0.0 + 0.2 * 0.5 * 0.04 + 0.3 * 0.5 * 0.16  # ground-truth cell at weight 1
+    assert parts["loss_loc"].item() == pytest.approx(expected, rel=1e-5)
+    # The weights are not trained through: only the offsets get the neighbours' gradient.
+    scores_t = torch.tensor(scores)[None, None].requires_grad_(True)
+    out = HeadOutput(scores_t, offsets, torch.zeros(1, 1, 1, 1, 3), 10)
+    DualLoss(alpha=0.0, beta=1.0, fixed_delta=True, loc_radius=1)(out, pts)[0].backward()
+    assert scores_t.grad.abs().max().item() == 0.0
+
+
+def test_bad_loc_radius_is_rejected():
+    with pytest.raises(ValueError, match="loc_radius"):
+        DualLoss(loc_radius=-1)
+    with pytest.raises(ValueError, match="loc_radius"):
+        DualLoss(loc_radius=1.5)
+    with pytest.raises(ValueError, match="loc_weighting"):
+        DualLoss(loc_radius=1, loc_weighting="gaussian")

@@ -14,6 +14,7 @@ from smallnet_lit.data.datamodule import FaceDataModule
 from smallnet_lit.data.faces import FaceDataset, FaceSample
 from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.mix import SourceMix, ibug_mix
+from smallnet_lit.model import codec
 from smallnet_lit.model.landmarks import IBUG68
 from smallnet_lit.model.loss import DistillLoss
 from smallnet_lit.model.net import SmallNet
@@ -214,11 +215,30 @@ def test_distillation_loss_is_zero_for_the_teacher_itself_and_pulls_a_student():
         kd(other.forward_maps(images), t_out)
 
 
-def test_training_with_a_teacher_logs_the_distillation_terms(make_cfg, tmp_path):
+def test_ensemble_maps_decode_to_the_mean_of_the_members_points():
+    torch.manual_seed(0)
+    members = [SmallNet(num_points=5, input_size=64, widths=[8, 8, 8], depths=[1, 1, 1]) for _ in range(3)]
+    for net in members:
+        with torch.no_grad():
+            net.head.weight.normal_(std=0.3)  # distinct, peaked members
+    images = torch.randn(2, 3, 64, 64)
+    outs = [net.forward_maps(images) for net in members]
+    mixed = codec.mixture(outs)
+    expected = torch.stack([codec.decode(o, "soft")[0] for o in outs]).mean(0)
+    torch.testing.assert_close(codec.decode(mixed, "soft")[0], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(codec.decode(codec.mixture(outs[:1]), "soft")[0], codec.decode(outs[0], "soft")[0])
+    other = SmallNet(num_points=5, input_size=32, widths=[8, 8, 8], depths=[1, 1, 1])
+    with pytest.raises(ValueError, match="share the head grid"):
+        codec.mixture([outs[0], other.forward_maps(torch.randn(2, 3, 32, 32))])
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_training_with_a_teacher_logs_the_distillation_terms(make_cfg, tmp_path, ensemble):
     base = ["data.train.num_faces=8", "data.val.num_faces=4", "trainer.max_epochs=1", "test=false"]
     train(make_cfg(base))
     teacher = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    cfg = make_cfg([*base, "model.net.widths=[8,8,8]", f"model.distill={{teacher:'{teacher}',weight:0.5}}"])
+    teacher = f"['{teacher}','{teacher}']" if ensemble else f"'{teacher}'"
+    cfg = make_cfg([*base, "model.net.widths=[8,8,8]", f"model.distill={{teacher:{teacher},weight:0.5}}"])
     cfg.paths.output_dir = str(tmp_path / "student")
     cfg.trainer.log_every_n_steps = 1
     train(cfg)

@@ -58,6 +58,24 @@ def decode(out: HeadOutput, mode: str = "argmax") -> tuple[torch.Tensor, torch.T
     return pos * out.stride, sigma * out.stride, peak
 
 
+def mixture(outputs: list[HeadOutput]) -> HeadOutput:
+    """The head maps of an ensemble: the mean of the cell distributions, and per cell the
+    offsets and log-deltas averaged with the members' probabilities as weights, so that
+    soft-argmax decoding of the mixture is the mean of the members' soft-argmax points."""
+    if len({(o.scores.shape[1:], o.stride) for o in outputs}) != 1:
+        raise ValueError("ensemble members must share the head grid (same input size and stage count)")
+    prob = torch.stack([_cell_prob(o) for o in outputs])  # (M, B, K, H, W)
+    mean_prob = prob.mean(0)
+    weight = prob / (prob.sum(0, keepdim=True) + 1e-12)
+    offsets = (weight[:, :, :, None] * torch.stack([o.offsets for o in outputs])).sum(0)
+    log_delta = (weight[:, :, :, None] * torch.stack([o.log_delta for o in outputs])).sum(0)
+    return HeadOutput(mean_prob.clamp_min(1e-12).log(), offsets, log_delta, outputs[0].stride)
+
+
+def _cell_prob(out: HeadOutput) -> torch.Tensor:
+    return out.scores.flatten(2).softmax(-1).reshape(out.scores.shape)
+
+
 def _cell_centres(h: int, w: int, device: torch.device) -> torch.Tensor:
     ys, xs = torch.meshgrid(
         torch.arange(h, device=device, dtype=torch.float32) + 0.5,

@@ -24,14 +24,34 @@ class DualLoss(nn.Module):
     L_loc: at the ground-truth cell, per axis, the Gaussian negative log-likelihood
       (t - t_hat)^2 / (2 delta^2) + log delta, t the offset in cell units; with
       `fixed_delta` it is the plain squared error (t - t_hat)^2 / 2 (delta = 1, no log term).
+    loc_radius r > 0 extends L_loc from the ground-truth cell to the cells of the grid
+      within r cells of it, each regressing the offset from its own centre to the point.
+      Soft-argmax decoding averages the offsets of all cells by their probability, and a
+      neighbouring cell that holds some of it then points at the landmark too instead of
+      at its own interior (docs/results.md: the diagnosis and the gain). loc_weighting
+      says how the cells count: `prob` adds each neighbour's loss weighted by its
+      (detached) probability to the ground-truth cell's, so cells count as much as
+      decoding reads them; `uniform` averages the (2r+1)^2 cells. r = 0 is DESIGN.md's loss.
     Both are averaged over the landmarks that lie inside the grid (and are marked valid).
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, fixed_delta: bool = False) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        fixed_delta: bool = False,
+        loc_radius: int = 0,
+        loc_weighting: str = "prob",
+    ) -> None:
         super().__init__()
         if alpha < 0 or beta < 0 or alpha + beta == 0:
             raise ValueError(f"loss weights must be >= 0 and not both 0, got alpha={alpha}, beta={beta}")
+        if loc_radius < 0 or loc_radius != int(loc_radius):
+            raise ValueError(f"loc_radius must be a whole number of cells >= 0, got {loc_radius}")
+        if loc_weighting not in ("prob", "uniform"):
+            raise ValueError(f"loc_weighting must be 'prob' or 'uniform', got {loc_weighting!r}")
         self.alpha, self.beta, self.fixed_delta = alpha, beta, fixed_delta
+        self.loc_radius, self.loc_weighting = int(loc_radius), loc_weighting
 
     def forward(
         self, out: HeadOutput, points: torch.Tensor, valid: torch.Tensor | None = None
@@ -49,16 +69,33 @@ class DualLoss(nn.Module):
         conf = (0.5 * nll_pos + 0.5 * nll_neg) if h * w > 1 else nll_pos
         loss_conf = (conf * weight).sum() / n
 
-        idx2 = cell[..., None, None].expand(b, k, 2, 1)
-        t_hat = out.offsets.flatten(3).gather(3, idx2).squeeze(3)  # (B, K, 2)
-        sq = (t - t_hat) ** 2
+        # The cells whose offsets are trained: the ground-truth cell and its neighbours
+        # within loc_radius that lie on the grid, each with its own offset target.
+        r = self.loc_radius
+        steps = torch.arange(-r, r + 1, device=points.device)
+        d_row, d_col = torch.meshgrid(steps, steps, indexing="ij")
+        d_row, d_col = d_row.flatten(), d_col.flatten()  # (M,), M = (2r+1)^2
+        row, col = cell // w, cell % w
+        n_row, n_col = row[..., None] + d_row, col[..., None] + d_col  # (B, K, M)
+        on_grid = ((n_row >= 0) & (n_row < h) & (n_col >= 0) & (n_col < w)).float()
+        n_cell = (n_row.clamp(0, h - 1) * w + n_col.clamp(0, w - 1))[:, :, None, :]  # (B, K, 1, M)
+        target = t[..., None] - torch.stack([d_col, d_row])  # (B, K, 2, M)
+        t_hat = out.offsets.flatten(3).gather(3, n_cell.expand(b, k, 2, -1))
+        sq = (target - t_hat) ** 2
         if self.fixed_delta:
             loc = 0.5 * sq
         else:
             d = out.log_delta.shape[2]
-            log_delta = out.log_delta.flatten(3).gather(3, cell[..., None, None].expand(b, k, d, 1)).squeeze(3)
-            loc = sq / (2 * torch.exp(2 * log_delta)) + log_delta  # broadcasts (B,K,1) over x and y
-        loss_loc = (loc.sum(-1) * weight).sum() / n
+            log_delta = out.log_delta.flatten(3).gather(3, n_cell.expand(b, k, d, -1))
+            loc = sq / (2 * torch.exp(2 * log_delta)) + log_delta  # (B,K,1,M) broadcasts over x and y
+        loc = loc.sum(2)  # (B, K, M)
+        if self.loc_weighting == "uniform":
+            loc = (loc * on_grid).sum(-1) / on_grid.sum(-1)  # mean over the trained cells
+        else:
+            cell_weight = log_p.detach().exp().gather(2, n_cell.squeeze(2)) * on_grid
+            cell_weight[..., (2 * r + 1) ** 2 // 2] = 1.0  # the ground-truth cell (d_row = d_col = 0)
+            loc = (loc * cell_weight).sum(-1)
+        loss_loc = (loc * weight).sum() / n
 
         total = self.alpha * loss_conf + self.beta * loss_loc
         return total, {"loss_conf": loss_conf.detach(), "loss_loc": loss_loc.detach()}

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
+from smallnet_lit.model import codec
 from smallnet_lit.model.landmarks import get_scheme
 from smallnet_lit.model.loss import DistillLoss, DualLoss
 from smallnet_lit.model.metrics import FaceAlignmentMetrics
@@ -37,9 +38,10 @@ class LandmarkModule(L.LightningModule):
         distill: dict[str, Any] | None = None,
         channels_last: bool = False,
     ) -> None:
-        """distill: {teacher: checkpoint path, cells, offsets, temperature, weight}: add
-        weight * DistillLoss(student maps, teacher maps) to the training loss. The teacher
-        is loaded when training starts and never saved into this model's checkpoints.
+        """distill: {teacher: checkpoint path or shipped name, or a list of them (an
+        ensemble: `codec.mixture` of their maps), cells, offsets, temperature, weight}: add
+        weight * DistillLoss(student maps, teacher maps) to the training loss. Teachers are
+        loaded when training starts and never saved into this model's checkpoints.
         channels_last: run the convolutions in NHWC memory layout (faster on CPUs:
         docs/speed.md); the weights and their checkpoints are the same either way."""
         super().__init__()
@@ -56,7 +58,7 @@ class LandmarkModule(L.LightningModule):
         self.distill_teacher = distill.pop("teacher", None)
         self.distill_weight = float(distill.pop("weight", 1.0))
         self.distill_fn = DistillLoss(**distill) if self.distill_teacher else None
-        self._teacher: list[SmallNet] = []  # a list keeps the teacher out of state_dict
+        self._teachers: list[SmallNet] = []  # a plain list keeps the teachers out of state_dict
         corners = self.scheme.eye_corners
         self.val_metrics = FaceAlignmentMetrics(corners, fr_threshold)
         self.test_metrics = FaceAlignmentMetrics(corners, fr_threshold, attribute_names=tuple(attribute_names))
@@ -77,7 +79,8 @@ class LandmarkModule(L.LightningModule):
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         if stage == "train" and self.distill_fn is not None:
             with torch.no_grad():
-                teacher_out = self._teacher[0].forward_maps(images)
+                members = [teacher.forward_maps(images) for teacher in self._teachers]
+                teacher_out = members[0] if len(members) == 1 else codec.mixture(members)
             kd, kd_parts = self.distill_fn(out, teacher_out)
             total = total + self.distill_weight * kd
             parts = {**parts, **kd_parts}
@@ -91,16 +94,19 @@ class LandmarkModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.hparams.get("channels_last"):
             self.net.to(memory_format=torch.channels_last)
-        if self.distill_teacher and not self._teacher:
+        if self.distill_teacher and not self._teachers:
             from smallnet_lit.inference.checkpoints import load_model  # checkpoints imports this module
 
-            teacher = load_model(self.distill_teacher, self.device).net
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-            if self.hparams.get("channels_last"):
-                teacher.to(memory_format=torch.channels_last)
-            self._teacher.append(teacher)
-            rank_zero_info(f"distilling from {self.distill_teacher} (weight {self.distill_weight:g})")
+            names = self.distill_teacher
+            names = [names] if isinstance(names, str) else list(names)
+            for name in names:
+                teacher = load_model(name, self.device).net
+                for p in teacher.parameters():
+                    p.requires_grad_(False)
+                if self.hparams.get("channels_last"):
+                    teacher.to(memory_format=torch.channels_last)
+                self._teachers.append(teacher)
+            rank_zero_info(f"distilling from {', '.join(map(str, names))} (weight {self.distill_weight:g})")
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         total, _ = self._shared_step(batch, "train")

@@ -1,0 +1,81 @@
+"""Where decoding loses accuracy: a checkpoint's NME with each decoding beside the NME it
+would have if it knew the ground-truth cell of every landmark (its own offset there), and
+how often the most probable cell is that cell.
+    python -m smallnet_lit.tools.decoding ckpt_path=CKPT data=ibug300w split=val
+The gap between soft-argmax and the known-cell figure is what better cell choice or
+better neighbouring offsets can win (docs/results.md)."""
+
+from __future__ import annotations
+
+import hydra
+import torch
+from omegaconf import DictConfig, open_dict
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from smallnet_lit.inference.checkpoints import load_model
+from smallnet_lit.model.codec import HeadOutput, decode, encode
+from smallnet_lit.training.config import config_dir
+from smallnet_lit.training.evaluate import data_for_split
+from smallnet_lit.training.instantiate import datamodule_from
+
+MODES = ("soft", "argmax")
+
+
+def known_cell_points(out: HeadOutput, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each landmark read from its ground-truth cell (centre + that cell's offset), in input
+    pixels, and whether the most probable cell is that cell (B, K)."""
+    b, k, h, w = out.scores.shape
+    cell, _, _ = encode(points, out.stride, (h, w))
+    row, col = (cell // w).float(), (cell % w).float()
+    offsets = out.offsets.flatten(3).gather(3, cell[:, :, None, None].expand(b, k, 2, 1)).squeeze(3)
+    known = (torch.stack([col + 0.5, row + 0.5], dim=-1) + offsets) * out.stride
+    return known, out.scores.flatten(2).argmax(-1) == cell
+
+
+@torch.no_grad()
+def diagnose(model, loader: DataLoader, eye_corners: tuple[int, int]) -> dict[str, float]:
+    errors: dict[str, list[torch.Tensor]] = {name: [] for name in (*MODES, "known_cell")}
+    hits = []
+    for batch in tqdm(loader, desc="decoding", unit="batch"):
+        truth = batch["points"]
+        out = model.net.forward_maps(batch["image"])
+        iod = (truth[:, eye_corners[0]] - truth[:, eye_corners[1]]).norm(dim=-1, keepdim=True)
+        for mode in MODES:
+            errors[mode].append((decode(out, mode)[0] - truth).norm(dim=-1) / iod)
+        known, hit = known_cell_points(out, truth)
+        errors["known_cell"].append((known - truth).norm(dim=-1) / iod)
+        hits.append(hit)
+    err = {name: torch.cat(e) for name, e in errors.items()}
+    hit = torch.cat(hits)
+    result = {f"nme/{name}": float(e.mean()) for name, e in err.items()}
+    result["cell_hit_rate"] = float(hit.float().mean())
+    for name, mask in (("hit", hit), ("miss", ~hit)):
+        result[f"soft_point_error/{name}"] = float(err["soft"][mask].mean()) if mask.any() else float("nan")
+    result["soft_error_share/miss"] = float(err["soft"][~hit].sum() / err["soft"].sum())
+    return result
+
+
+def run(cfg: DictConfig) -> tuple[dict[str, float], int]:
+    """The diagnosis of cfg.ckpt_path on cfg.split (eval's config and crop protocol), and
+    the number of faces."""
+    model = load_model(cfg.ckpt_path, cfg.device)
+    with open_dict(cfg):
+        cfg.model.net.input_size = model.net.input_size
+        cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
+    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), only_split=cfg.split)
+    dataset = datamodule.dataset(cfg.split)
+    loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
+    return diagnose(model, loader, model.scheme.eye_corners), len(dataset)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    result, faces = run(cfg)
+    print(f"{cfg.ckpt_path} on {cfg.split} ({faces} faces), inter-ocular NME:")
+    for key, value in result.items():
+        print(f"  {key:28s} {value:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The decoding diagnosis (`python -m smallnet_lit.tools.decoding`): its known-cell reading
+and its figures on the same protocol as `eval`."""
+
+import torch
+
+from smallnet_lit.model.codec import HeadOutput
+from smallnet_lit.tools.decoding import known_cell_points, run
+from tests.helpers.runs import run_eval
+
+
+def test_known_cell_points_read_the_ground_truth_cell():
+    # 1 landmark on a 2x2 grid at stride 10; truth at (14, 6): cell (row 0, col 1).
+    scores = torch.tensor([[[[5.0, 0.0], [0.0, 0.0]]]])  # the peak is in the wrong cell (0, 0)
+    offsets = torch.zeros(1, 1, 2, 2, 2)
+    offsets[0, 0, :, 0, 1] = torch.tensor([-0.1, 0.1])  # cell (0, 1) reads (14, 6)
+    out = HeadOutput(scores, offsets, torch.zeros(1, 1, 1, 2, 2), stride=10)
+    known, hit = known_cell_points(out, torch.tensor([[[14.0, 6.0]]]))
+    torch.testing.assert_close(known, torch.tensor([[[14.0, 6.0]]]))
+    assert hit.tolist() == [[False]]
+
+
+def test_diagnosis_matches_eval_figures(make_cfg, ibug_root, tmp_path):
+    overrides = ["data=ibug300w", f"data.root={ibug_root}", "split=all", f"data.cache.dir={tmp_path / 'c'}"]
+    figures = {}
+    for mode in ("soft", "argmax"):
+        result, _ = run_eval(make_cfg, tmp_path / mode, "smallnet_300w", [*overrides, f"decode={mode}"])
+        figures[mode] = result["all/nme"]
+    result, faces = run(make_cfg(["ckpt_path=smallnet_300w", *overrides], name="eval", tiny=False))
+    assert faces == 20
+    for mode in ("soft", "argmax"):
+        assert abs(result[f"nme/{mode}"] - figures[mode]) < 1e-5
+    assert 0 < result["cell_hit_rate"] <= 1
+    # Where the peak is the ground-truth cell, argmax reads that cell: no worse than known.
+    assert result["nme/known_cell"] <= result["nme/argmax"] + 1e-6
