@@ -1,10 +1,12 @@
-"""Validate a checkpoint on 1 or 2 CPU processes (DDP, gloo); print the metrics as JSON.
+"""Validate a checkpoint on 1 or 2 CPU processes (DDP, gloo); each rank writes its metrics
+as JSON to OUT_DIR/rank<N>.json (a file each: the ranks' prints can interleave on stdout).
 
-    python -m tests.helpers.ddp_validate CKPT WORLD_SIZE
+    python -m tests.helpers.ddp_validate CKPT WORLD_SIZE OUT_DIR
 Used by test_operations: run as its own program because DDP re-launches the command."""
 
 import json
 import sys
+from pathlib import Path
 
 import lightning as L
 
@@ -14,7 +16,7 @@ from smallnet_lit.inference.checkpoints import load_model
 
 
 def main() -> None:
-    ckpt, world = sys.argv[1], int(sys.argv[2])
+    ckpt, world, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     model = load_model(ckpt)
     # 21 faces: 11 on rank 0 and 10 on rank 1, so padding or a mean of per-rank means
     # would both change the result.
@@ -30,17 +32,14 @@ def main() -> None:
     )
     result = trainer.validate(model, datamodule=dm, verbose=False)[0]
     local_faces = len(model.val_metrics.per_face())
-    print(
-        json.dumps(
-            {
-                **{k: float(v) for k, v in result.items()},
-                "world_size": trainer.world_size,
-                "rank": trainer.global_rank,
-                "local_faces": local_faces,
-            }
-        ),
-        flush=True,
-    )
+    metrics = {
+        **{k: float(v) for k, v in result.items()},
+        "world_size": trainer.world_size,
+        "rank": trainer.global_rank,
+        "local_faces": local_faces,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(metrics))
     # Close gloo before the interpreter exits: a process group left open can abort the
     # process at exit ("terminate called without an active exception").
     import torch.distributed as dist
