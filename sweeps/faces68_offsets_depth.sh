@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Neighbouring-cell offsets, depth and the deeper fast model (docs/results.md, runs P-W):
+# Neighbouring-cell offsets, depth and the deeper fast model (docs/results.md, runs P-X):
 # what the decoding diagnosis (python -m smallnet_lit.tools.decoding) pointed at, one seed each.
-#   bash sweeps/faces68_offsets_depth.sh [OUT_DIR] [TEACHER]
-# TEACHER: the checkpoint the fast runs distil from (run L: the shipped smallnet_300w before
-# this sweep). P, S, R and T were stopped early when they trailed their reference by more
-# than the noise (results.md gives the epoch); run them to the end here.
+#   bash sweeps/faces68_offsets_depth.sh OUT_DIR L_CKPT
+# L_CKPT: run L's checkpoint (the recipe before this sweep: bash sweeps/faces68_ablations.sh,
+# default_ema), the teacher of T and W and the reference of P-U. X, the shipped fast recipe,
+# distils from U. P, S, R and T were stopped early when they trailed their reference (results.md
+# gives the epoch); run them to the end here.
 set -euo pipefail
-OUT=${1:-multirun/faces68_offsets_depth}
-TEACHER=${2:-smallnet_300w}
+OUT=$1
+L_CKPT=$2
+SHALLOW="model.net.depths=[1,2,2,2]" # the depth of L and K2, before U
 run() {
   local name=$1; shift
   if [[ -f "$OUT/$name/checkpoints/last.ckpt" && -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
@@ -15,13 +17,16 @@ run() {
   python -m smallnet_lit.train trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
 }
 # offsets trained in the ground-truth cell's neighbourhood (default width, 120 epochs)
-run P_radius1_uniform +experiment=faces68 model.loss.loc_radius=1 model.loss.loc_weighting=uniform
-run S_grid_prob +experiment=faces68 model.loss.loc_radius=7
-run R_radius1_prob +experiment=faces68 model.loss.loc_radius=1
-run T_fast_radius1_prob +experiment=faces68_fast model.loss.loc_radius=1 model.distill.teacher="$TEACHER"
-# depth: 3-3-3-2 convs per stage (1.49 M parameters, 0.33 GMACs), default and fast width
-run U_depth3332 +experiment=faces68 "model.net.depths=[3,3,3,2]"
-run W_fast_depth3332 +experiment=faces68_fast "model.net.depths=[3,3,3,2]" model.distill.teacher="$TEACHER"
+run P_radius1_uniform +experiment=faces68 "$SHALLOW" model.loss.loc_radius=1 model.loss.loc_weighting=uniform
+run S_grid_prob +experiment=faces68 "$SHALLOW" model.loss.loc_radius=7
+run R_radius1_prob +experiment=faces68 "$SHALLOW" model.loss.loc_radius=1
+run T_fast_radius1_prob +experiment=faces68_fast "$SHALLOW" model.loss.loc_radius=1 model.distill.teacher="$L_CKPT"
+# depth: 3-3-3-2 convs per stage (1.49 M parameters, 0.33 GMACs; U is the faces68 recipe now),
+# at the fast width distilled from L (W), and the fast recipe now: 2-3-3-2, distilled from U (X)
+run U_depth3332 +experiment=faces68
+run W_fast_depth3332 +experiment=faces68_fast "model.net.depths=[3,3,3,2]" model.distill.teacher="$L_CKPT"
+u_ckpt=$(ls "$OUT"/U_depth3332/checkpoints/epoch_*.ckpt | tail -1)
+run X_fast_depth2332 +experiment=faces68_fast model.distill.teacher="$u_ckpt"
 python -m smallnet_lit.tools.compare "$OUT"
 for dir in "$OUT"/*/; do
   name=$(basename "$dir")
