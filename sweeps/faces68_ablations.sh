@@ -3,7 +3,7 @@
 # help on the unchanged 300-W validation split, one change at a time, one seed each.
 # Every run draws 2,000 faces per epoch (weighted by source), so runs take the same steps.
 #   bash sweeps/faces68_ablations.sh [OUT_DIR]
-# then every last checkpoint is evaluated on the 132-face 300-W split and on the mixed
+# then every run's best-epoch checkpoint is evaluated (sweeps/eval_runs.sh) on the 132-face 300-W split and on the mixed
 # validation faces (300-W + LFPW + YouTube Faces, with the hard-face subset).
 set -euo pipefail
 OUT=${1:-multirun/faces68_ablations}
@@ -45,15 +45,4 @@ teacher=$(ls "$OUT"/default_ytf0.1/checkpoints/epoch_*.ckpt | tail -1)
 run fast_w0.75_ema +experiment=faces68_fast model.distill.teacher="$teacher"
 teacher=$(ls "$OUT"/default_ema/checkpoints/epoch_*.ckpt | tail -1)
 run fast_w0.75_ema_ytf0.1 +experiment=faces68_fast model.distill.teacher="$teacher" data.sources.ytf68.weight=0.1
-python -m smallnet_lit.tools.compare "$OUT"
-for dir in "$OUT"/*/; do
-  name=$(basename "$dir")
-  ckpt=$(ls "$dir"/checkpoints/epoch_*.ckpt 2>/dev/null | tail -1)  # the table's checkpoints: best epoch
-  [[ -n "$ckpt" ]] || continue
-  for setting in "ibug300w" "ibug300w flip_test=true" "faces68"; do
-    set -- $setting
-    eval_dir="${OUT}_eval/${name}_$(echo "$setting" | tr ' =' '__')"
-    [[ -f "$eval_dir/metrics.json" ]] && continue
-    python -m smallnet_lit.eval ckpt_path="$ckpt" data="$1" split=val "${@:2}" hydra.run.dir="$eval_dir"
-  done
-done
+bash "$(dirname "$0")/eval_runs.sh" "$OUT"

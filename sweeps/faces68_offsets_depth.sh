@@ -27,16 +27,4 @@ run U_depth3332 +experiment=faces68
 run W_fast_depth3332 +experiment=faces68_fast "model.net.depths=[3,3,3,2]" model.distill.teacher="$L_CKPT"
 u_ckpt=$(ls "$OUT"/U_depth3332/checkpoints/epoch_*.ckpt | tail -1)
 run X_fast_depth2332 +experiment=faces68_fast model.distill.teacher="$u_ckpt"
-python -m smallnet_lit.tools.compare "$OUT"
-for dir in "$OUT"/*/; do
-  name=$(basename "$dir")
-  ckpt=$(ls "$dir"/checkpoints/epoch_*.ckpt 2>/dev/null | tail -1)  # best epoch, as in the table
-  [[ -n "$ckpt" ]] || continue
-  for setting in "ibug300w" "ibug300w flip_test=true" "faces68"; do
-    set -- $setting
-    eval_dir="${OUT}_eval/${name}_$(echo "$setting" | tr ' =' '__')"
-    [[ -f "$eval_dir/metrics.json" ]] && continue
-    python -m smallnet_lit.eval ckpt_path="$ckpt" data="$1" split=val "${@:2}" hydra.run.dir="$eval_dir"
-  done
-  python -m smallnet_lit.tools.decoding ckpt_path="$ckpt" data=ibug300w split=val hydra.run.dir="${OUT}_eval/${name}_decoding"
-done
+bash "$(dirname "$0")/eval_runs.sh" "$OUT" --decoding
