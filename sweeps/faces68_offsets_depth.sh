@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Neighbouring-cell offsets, depth and the deeper fast model (docs/results.md, runs P-X):
+# Neighbouring-cell offsets, depth and the deeper fast model (docs/results.md, runs P-Y):
 # what the decoding diagnosis (python -m smallnet_lit.tools.decoding) pointed at, one seed each.
 #   bash sweeps/faces68_offsets_depth.sh OUT_DIR L_CKPT
 # L_CKPT: run L's checkpoint (the recipe before this sweep: bash sweeps/faces68_ablations.sh,
@@ -27,4 +27,5 @@ run U_depth3332 +experiment=faces68
 run W_fast_depth3332 +experiment=faces68_fast "model.net.depths=[3,3,3,2]" model.distill.teacher="$L_CKPT"
 u_ckpt=$(ls "$OUT"/U_depth3332/checkpoints/epoch_*.ckpt | tail -1)
 run X_fast_depth2332 +experiment=faces68_fast model.distill.teacher="$u_ckpt"
+run Y_fast_depth2332_no_teacher +experiment=faces68_fast model.distill=null
 bash "$(dirname "$0")/eval_runs.sh" "$OUT" --decoding
