@@ -28,7 +28,7 @@ class DualLoss(nn.Module):
       within r cells of it, each regressing the offset from its own centre to the point.
       Soft-argmax decoding averages the offsets of all cells by their probability, and a
       neighbouring cell that holds some of it then points at the landmark too instead of
-      at its own interior (docs/results.md: the diagnosis and the gain). loc_weighting
+      at its own interior (docs/results.md: the diagnosis, and runs that found no gain). loc_weighting
       says how the cells count: `prob` adds each neighbour's loss weighted by its
       (detached) probability to the ground-truth cell's, so cells count as much as
       decoding reads them; `uniform` averages the (2r+1)^2 cells. r = 0 is DESIGN.md's loss.

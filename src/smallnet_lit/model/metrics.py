@@ -17,12 +17,18 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 
-def nme_per_face(pred: torch.Tensor, target: torch.Tensor, eye_corners: tuple[int, int]) -> torch.Tensor:
-    """(B, K, 2) predictions and targets in the same pixel frame -> (B,) inter-ocular NME."""
+def point_errors(pred: torch.Tensor, target: torch.Tensor, eye_corners: tuple[int, int]) -> torch.Tensor:
+    """(B, K, 2) predictions and targets in the same pixel frame -> (B, K) point errors
+    divided by each face's inter-ocular distance."""
     iod = (target[:, eye_corners[0]] - target[:, eye_corners[1]]).norm(dim=-1)
     if (iod <= 0).any():
         raise ValueError("inter-ocular distance is zero for some face: its eye corners coincide")
-    return (pred - target).norm(dim=-1).mean(-1) / iod
+    return (pred - target).norm(dim=-1) / iod[:, None]
+
+
+def nme_per_face(pred: torch.Tensor, target: torch.Tensor, eye_corners: tuple[int, int]) -> torch.Tensor:
+    """(B, K, 2) predictions and targets in the same pixel frame -> (B,) inter-ocular NME."""
+    return point_errors(pred, target, eye_corners).mean(-1)
 
 
 def failure_rate(nme: torch.Tensor, threshold: float = 0.10) -> torch.Tensor:

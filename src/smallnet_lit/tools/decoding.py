@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hydra
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smallnet_lit.inference.checkpoints import load_model
 from smallnet_lit.model.codec import HeadOutput, decode, encode
+from smallnet_lit.model.metrics import point_errors
 from smallnet_lit.training.config import config_dir
-from smallnet_lit.training.evaluate import data_for_split
-from smallnet_lit.training.instantiate import datamodule_from
+from smallnet_lit.training.evaluate import model_and_data
 
 MODES = ("soft", "argmax")
 
@@ -40,11 +39,10 @@ def diagnose(model, loader: DataLoader, eye_corners: tuple[int, int]) -> dict[st
     for batch in tqdm(loader, desc="decoding", unit="batch"):
         truth = batch["points"]
         out = model.net.forward_maps(batch["image"])
-        iod = (truth[:, eye_corners[0]] - truth[:, eye_corners[1]]).norm(dim=-1, keepdim=True)
         for mode in MODES:
-            errors[mode].append((decode(out, mode)[0] - truth).norm(dim=-1) / iod)
+            errors[mode].append(point_errors(decode(out, mode)[0], truth, eye_corners))
         known, hit = known_cell_points(out, truth)
-        errors["known_cell"].append((known - truth).norm(dim=-1) / iod)
+        errors["known_cell"].append(point_errors(known, truth, eye_corners))
         hits.append(hit)
     err = {name: torch.cat(e) for name, e in errors.items()}
     hit = torch.cat(hits)
@@ -59,11 +57,7 @@ def diagnose(model, loader: DataLoader, eye_corners: tuple[int, int]) -> dict[st
 def run(cfg: DictConfig) -> tuple[dict[str, float], int]:
     """The diagnosis of cfg.ckpt_path on cfg.split (eval's config and crop protocol), and
     the number of faces."""
-    model = load_model(cfg.ckpt_path, cfg.device)
-    with open_dict(cfg):
-        cfg.model.net.input_size = model.net.input_size
-        cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
-    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), only_split=cfg.split)
+    model, datamodule = model_and_data(cfg)
     dataset = datamodule.dataset(cfg.split)
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
     return diagnose(model, loader, model.scheme.eye_corners), len(dataset)

@@ -96,10 +96,10 @@ def data_for_split(data: DictConfig, split: str) -> DictConfig:
     return data
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def model_and_data(cfg: DictConfig):
+    """The checkpoint of an eval config and the datamodule of its split (cfg.split is set:
+    the test split where the data has one, else all), at the checkpoint's input size."""
     model = load_model(cfg.ckpt_path, cfg.device)
-    if cfg.get("decode"):
-        model.net.decode_mode = cfg.decode
     with open_dict(cfg):
         cfg.model.net.input_size = model.net.input_size
         cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
@@ -109,6 +109,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"checkpoint {cfg.ckpt_path} predicts {model.scheme.name} landmarks but the data config gives "
             f"{datamodule.scheme.name}: choose a matching data= config"
         )
+    return model, datamodule
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    model, datamodule = model_and_data(cfg)
+    if cfg.get("decode"):
+        model.net.decode_mode = cfg.decode
     dataset = datamodule.dataset(cfg.split)
     missed = {}
     crop_from = cfg.get("crop_from", "truth")
