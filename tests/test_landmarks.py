@@ -49,3 +49,21 @@ def test_get_scheme_by_name_or_count_and_errors():
     assert get_scheme(68) is IBUG68 and get_scheme("wflw98") is WFLW98
     with pytest.raises(ValueError, match="unknown landmark scheme 5"):
         get_scheme(5)
+
+
+def test_neighbour_tables_are_the_nearest_points_of_the_same_face_region():
+    from smallnet_lit.model.landmarks import IBUG68, WFLW98, neighbour_table
+
+    table = neighbour_table(IBUG68, 4)
+    assert table.shape == (68, 4) and (table != np.arange(68)[:, None]).all()
+    assert set(table[36]) <= set(range(36, 42)) | set(range(17, 22))  # outer eye corner: eye and brow
+    assert set(table[8][:2]) == {7, 9}  # chin tip: the jaw points beside it
+    assert set(table[30]) <= set(range(27, 36))  # nose tip: the nose
+    # The reference shape is symmetric, so a point's neighbours mirror its partner's (but for
+    # ties at the C-th place, broken by index: the midline points' mirrored pairs).
+    perm = IBUG68.flip_permutation
+    mirrored = sum(set(perm[table[i]]) == set(table[perm[i]]) for i in range(68))
+    assert mirrored >= 62
+    assert neighbour_table(WFLW98, 10).shape == (98, 10)
+    with pytest.raises(ValueError, match="between 1 and 67"):
+        neighbour_table(IBUG68, 0)

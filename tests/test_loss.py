@@ -146,3 +146,46 @@ def test_bad_loc_radius_is_rejected():
         DualLoss(loc_radius=1.5)
     with pytest.raises(ValueError, match="loc_weighting"):
         DualLoss(loc_radius=1, loc_weighting="gaussian")
+
+
+def test_neighbour_loss_is_l1_of_the_neighbours_offsets_at_the_ground_truth_cell():
+    from smallnet_lit.model.landmarks import IBUG68, neighbour_table
+
+    k, c, stride = 68, 2, 10
+    index = torch.as_tensor(neighbour_table(IBUG68, c))
+    points = torch.rand(1, k, 2) * 39
+    cell, _, _ = encode(points, stride, (4, 4))
+    centre = torch.stack([cell % 4, cell // 4], -1).float() + 0.5
+    truth = points[:, index] / stride - centre[:, :, None]  # (1, K, C, 2)
+    nb = torch.randn(1, k, c, 2, 16)  # wrong everywhere but at each landmark's own cell
+    nb.scatter_(4, cell[:, :, None, None, None].expand(1, k, c, 2, 1), truth[..., None])
+
+    def out(nb_maps):
+        return HeadOutput(
+            torch.zeros(1, k, 4, 4),
+            torch.zeros(1, k, 2, 4, 4),
+            torch.zeros(1, k, 1, 4, 4),
+            stride,
+            neighbour_offsets=nb_maps.reshape(1, k, c, 2, 4, 4),
+            neighbour_index=index,
+        )
+
+    _, parts = DualLoss()(out(nb), points)
+    assert parts["loss_neighbours"].item() == pytest.approx(0.0, abs=1e-5)
+    shifted = nb.clone()
+    shifted[0, 5, 1, :, cell[0, 5]] += torch.tensor([0.3, -0.2])  # one pair off by 0.5 in L1
+    _, parts = DualLoss()(out(shifted), points)
+    assert parts["loss_neighbours"].item() == pytest.approx(0.5 / (k * c), rel=1e-4)
+    # Pairs with an unlabelled point do not count; the total adds neighbour_weight x the part.
+    valid = torch.ones(1, k)
+    valid[0, 60] = 0
+    assert 60 not in (5, int(index[5, 1]))
+    pairs = int((valid[0, :, None] * valid[0, index]).sum())
+    assert pairs < k * c
+    total0, parts = DualLoss(neighbour_weight=0.0)(out(shifted), points, valid)
+    total2, _ = DualLoss(neighbour_weight=2.0)(out(shifted), points, valid)
+    assert parts["loss_neighbours"].item() == pytest.approx(0.5 / pairs, rel=1e-4)
+    torch.testing.assert_close(total2 - total0, 2 * parts["loss_neighbours"], atol=1e-5, rtol=0)
+    valid[0, index[5, 1]] = 0  # the one wrong pair's neighbour unlabelled: nothing left to learn
+    _, parts = DualLoss()(out(shifted), points, valid)
+    assert parts["loss_neighbours"].item() == pytest.approx(0.0, abs=1e-5)

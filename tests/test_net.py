@@ -86,3 +86,50 @@ def test_codec_decodes_what_it_encodes():
     out = HeadOutput(scores, offsets.reshape(1, 3, 2, 8, 8), torch.zeros(1, 3, 1, 8, 8), 8)
     for mode in ("argmax", "soft"):
         torch.testing.assert_close(codec.decode(out, mode)[0], points)
+
+
+def test_neighbour_regression_adds_head_maps_and_loads_old_checkpoints():
+    plain = SmallNet(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], pool_levels=2)
+    with_nb = SmallNet(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], pool_levels=2, neighbours=4)
+    out = with_nb.forward_maps(torch.randn(2, 3, 64, 64))
+    assert out.neighbour_offsets.shape == (2, 68, 4, 2, 8, 8)
+    assert out.neighbour_index.shape == (68, 4)
+    assert plain.forward_maps(torch.randn(1, 3, 64, 64)).neighbour_offsets is None
+    # The neighbour table is derived from the scheme, not saved: a state_dict has the same keys.
+    assert "neighbour_index" not in with_nb.state_dict()
+    with pytest.raises(ValueError, match="neighbours must be between 1 and 67"):
+        SmallNet(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], neighbours=68)
+
+
+def test_neighbour_decoding_averages_each_point_with_its_neighbours_readings():
+    """Every reading of point j (its own and those in its neighbours' maps) is built to say
+    p_j, except point 0's own, which is off by d: the mean moves d / (1 + votes for 0)."""
+    from smallnet_lit.model import codec
+    from smallnet_lit.model.landmarks import IBUG68, neighbour_table
+
+    k, c, stride = 68, 3, 8
+    index = torch.as_tensor(neighbour_table(IBUG68, c))
+    points = torch.rand(1, k, 2) * 63
+    cell, offset, _ = codec.encode(points, stride, (8, 8))
+    scores = torch.full((1, k, 64), -1e4).scatter(2, cell[..., None], 0.0).reshape(1, k, 8, 8)
+    offsets = torch.zeros(1, k, 2, 64).scatter(3, cell[:, :, None, None].expand(1, k, 2, 1), offset[..., None])
+    d = torch.tensor([2.0, -1.0])  # cell units
+    offsets[0, 0, :, cell[0, 0]] += d
+    centre = torch.stack([cell % 8, cell // 8], -1).float() + 0.5  # (1, K, 2)
+    nb_truth = points[:, index] / stride - centre[:, :, None]  # (1, K, C, 2): j read from k's cell
+    nb_offsets = torch.zeros(1, k, c, 2, 64)
+    nb_offsets.scatter_(4, cell[:, :, None, None, None].expand(1, k, c, 2, 1), nb_truth[..., None])
+    out = HeadOutput(
+        scores.reshape(1, k, 8, 8),
+        offsets.reshape(1, k, 2, 8, 8),
+        torch.zeros(1, k, 1, 8, 8),
+        stride,
+        neighbour_offsets=nb_offsets.reshape(1, k, c, 2, 8, 8),
+        neighbour_index=index,
+    )
+    votes_for_0 = int((index == 0).sum())
+    assert votes_for_0 > 0
+    expected = points.clone()
+    expected[0, 0] += d * stride / (1 + votes_for_0)
+    for mode in ("argmax", "soft"):
+        torch.testing.assert_close(codec.decode(out, mode)[0], expected, atol=1e-4, rtol=0)

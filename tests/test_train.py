@@ -313,3 +313,22 @@ def test_ema_weights_are_what_validation_and_checkpoints_use(make_cfg, tmp_path)
         ["split=val", "data.val.num_faces=8"],
     )
     assert result["val/nme"] == pytest.approx(metrics["val/nme"], rel=1e-4)
+
+
+def test_neighbour_regression_trains_reloads_and_exports(make_cfg, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from smallnet_lit.inference.deploy import Deployable, export_onnx
+
+    cfg = make_cfg(["model.net.neighbours=4", "model.loss.neighbour_weight=0.5", "trainer.max_epochs=1", "test=false"])
+    train(cfg)
+    header = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss_neighbours" in header
+    net = load_model(str(tmp_path / "run" / "checkpoints" / "last.ckpt")).net.eval()
+    assert net.neighbours == 4 and net.neighbour_index.shape == (98, 4)
+    onnx_path = export_onnx(net, tmp_path / "nb.onnx", "wflw98")
+    x = torch.randn(3, 3, net.input_size, net.input_size)
+    ref = [t.detach().numpy() for t in Deployable(net)(x)]
+    for r, o in zip(ref, ort.InferenceSession(str(onnx_path)).run(None, {"image": x.numpy()}), strict=True):
+        np.testing.assert_allclose(o, r, atol=1e-4, rtol=0)

@@ -13,12 +13,17 @@ import torch
 @dataclass
 class HeadOutput:
     """Raw head maps. Shapes: scores (B, K, H, W), offsets (B, K, 2, H, W) as (dx, dy)
-    in cell units from the cell centre, log_delta (B, K, D, H, W) with D = 1 or 2."""
+    in cell units from the cell centre, log_delta (B, K, D, H, W) with D = 1 or 2.
+    With neighbour regression (SmallNet's `neighbours` = C): neighbour_offsets
+    (B, K, C, 2, H, W), the offsets of landmark k's C neighbours read in k's maps, and
+    neighbour_index (K, C), which points those are."""
 
     scores: torch.Tensor
     offsets: torch.Tensor
     log_delta: torch.Tensor
     stride: int
+    neighbour_offsets: torch.Tensor | None = None
+    neighbour_index: torch.Tensor | None = None
 
 
 def encode(
@@ -46,22 +51,37 @@ def decode(out: HeadOutput, mode: str = "argmax") -> tuple[torch.Tensor, torch.T
     offsets = out.offsets.flatten(3).transpose(2, 3)  # (B, K, H*W, 2)
     delta = out.log_delta.exp().mean(2).flatten(2)  # (B, K, H*W), isotropic summary
     peak, best = prob.max(-1)
-    if mode == "argmax":
-        idx = best[..., None, None].expand(b, k, 1, 2)
-        pos = cell_centres[best] + offsets.gather(2, idx).squeeze(2)
-        sigma = delta.gather(2, best[..., None]).squeeze(2)
-    elif mode == "soft":
-        pos = (prob[..., None] * (cell_centres + offsets)).sum(2)
-        sigma = (prob * delta).sum(2)
-    else:
+    if mode not in ("argmax", "soft"):
         raise ValueError(f"decode must be 'argmax' or 'soft', got {mode!r}")
+    pos = _read(offsets, prob, best, cell_centres, mode)
+    sigma = delta.gather(2, best[..., None]).squeeze(2) if mode == "argmax" else (prob * delta).sum(2)
+    if out.neighbour_offsets is not None:
+        c = out.neighbour_index.shape[1]
+        # (B, K, C, H*W, 2) -> readings (B, K*C, 2), read with landmark k's cell distribution
+        nb_offsets = out.neighbour_offsets.flatten(4).transpose(3, 4).reshape(b, k * c, h * w, 2)
+        nb_prob, nb_best = prob.repeat_interleave(c, dim=1), best.repeat_interleave(c, dim=1)
+        readings = _read(nb_offsets, nb_prob, nb_best, cell_centres, mode)
+        votes = torch.zeros(k, k * c, device=pos.device).scatter_(0, out.neighbour_index.reshape(1, -1), 1.0)
+        pos = (pos + votes @ readings) / (1.0 + votes.sum(1))[:, None]
     return pos * out.stride, sigma * out.stride, peak
+
+
+def _read(
+    offsets: torch.Tensor, prob: torch.Tensor, best: torch.Tensor, cell_centres: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """Positions (B, N, 2) in cell units from offsets (B, N, H*W, 2) and cell distributions
+    prob (B, N, H*W) with their most probable cells best (B, N)."""
+    if mode == "argmax":
+        b, n = best.shape
+        return cell_centres[best] + offsets.gather(2, best[..., None, None].expand(b, n, 1, 2)).squeeze(2)
+    return (prob[..., None] * (cell_centres + offsets)).sum(2)
 
 
 def mixture(outputs: list[HeadOutput]) -> HeadOutput:
     """The head maps of an ensemble: the mean of the cell distributions, and per cell the
     offsets and log-deltas averaged with the members' probabilities as weights, so that
-    soft-argmax decoding of the mixture is the mean of the members' soft-argmax points."""
+    soft-argmax decoding of the mixture is the mean of the members' soft-argmax points.
+    Neighbour maps are left out (the mixture is a teacher: distillation reads cells and offsets)."""
     if len({(o.scores.shape[1:], o.stride) for o in outputs}) != 1:
         raise ValueError("ensemble members must share the head grid (same input size and stage count)")
     prob = torch.stack([_cell_prob(o) for o in outputs])  # (M, B, K, H, W)

@@ -33,6 +33,10 @@ class DualLoss(nn.Module):
       (detached) probability to the ground-truth cell's, so cells count as much as
       decoding reads them; `uniform` averages the (2r+1)^2 cells. r = 0 is DESIGN.md's loss.
     Both are averaged over the landmarks that lie inside the grid (and are marked valid).
+    With neighbour maps (SmallNet's `neighbours`), `neighbour_weight` times PIPNet's
+    neighbour loss is added: at landmark k's ground-truth cell, the L1 distance (cell units)
+    between each neighbour's regressed offset and its true offset from that cell's centre,
+    averaged over the pairs whose two points are marked valid (and k inside the grid).
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class DualLoss(nn.Module):
         fixed_delta: bool = False,
         loc_radius: int = 0,
         loc_weighting: str = "prob",
+        neighbour_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if alpha < 0 or beta < 0 or alpha + beta == 0:
@@ -51,7 +56,10 @@ class DualLoss(nn.Module):
         if loc_weighting not in ("prob", "uniform"):
             raise ValueError(f"loc_weighting must be 'prob' or 'uniform', got {loc_weighting!r}")
         self.alpha, self.beta, self.fixed_delta = alpha, beta, fixed_delta
+        if neighbour_weight < 0:
+            raise ValueError(f"neighbour_weight must be >= 0, got {neighbour_weight}")
         self.loc_radius, self.loc_weighting = int(loc_radius), loc_weighting
+        self.neighbour_weight = neighbour_weight
 
     def forward(
         self, out: HeadOutput, points: torch.Tensor, valid: torch.Tensor | None = None
@@ -98,7 +106,28 @@ class DualLoss(nn.Module):
         loss_loc = (loc * weight).sum() / n
 
         total = self.alpha * loss_conf + self.beta * loss_loc
-        return total, {"loss_conf": loss_conf.detach(), "loss_loc": loss_loc.detach()}
+        parts = {"loss_conf": loss_conf.detach(), "loss_loc": loss_loc.detach()}
+        if out.neighbour_offsets is not None:
+            loss_nb = self._neighbour_loss(out, points, cell, mask, valid)
+            total = total + self.neighbour_weight * loss_nb
+            parts["loss_neighbours"] = loss_nb.detach()
+        return total, parts
+
+    @staticmethod
+    def _neighbour_loss(
+        out: HeadOutput, points: torch.Tensor, cell: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None
+    ) -> torch.Tensor:
+        b, k, c, _, h, w = out.neighbour_offsets.shape
+        index = out.neighbour_index  # (K, C)
+        centre = torch.stack([cell % w, cell // w], dim=-1).float() + 0.5  # (B, K, 2), cell units
+        target = (points / out.stride)[:, index] - centre[:, :, None]  # (B, K, C, 2)
+        at_cell = cell[:, :, None, None, None].expand(b, k, c, 2, 1)
+        pred = out.neighbour_offsets.flatten(4).gather(4, at_cell).squeeze(4)
+        pair = mask[:, :, None].expand(b, k, c)
+        if valid is not None:
+            pair = pair & valid.bool()[:, index]
+        pair = pair.float()
+        return ((target - pred).abs().sum(-1) * pair).sum() / pair.sum().clamp(min=1.0)
 
 
 class DistillLoss(nn.Module):

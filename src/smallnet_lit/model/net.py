@@ -21,6 +21,7 @@ from torch import nn
 
 from smallnet_lit.model import codec
 from smallnet_lit.model.codec import HeadOutput
+from smallnet_lit.model.landmarks import get_scheme, neighbour_table
 
 LOG_DELTA_MIN, LOG_DELTA_MAX = -6.0, 3.0  # delta in cell units: [0.0025, 20]
 
@@ -39,7 +40,12 @@ class SmallNet(nn.Module):
         negative_slope: float = 0.1,
         decode: str = "argmax",
         width_mult: float = 1.0,
+        neighbours: int = 0,
     ) -> None:
+        """neighbours: C > 0 adds PIPNet's neighbour regression: each cell also regresses the
+        offsets of the C points nearest to its landmark in the scheme's mean shape
+        (`landmarks.neighbour_table`), and decoding averages every point's own reading with the
+        readings of the landmarks it neighbours (`codec.decode`). 0: DESIGN.md's head."""
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
@@ -53,6 +59,11 @@ class SmallNet(nn.Module):
         self.grid_size = input_size // self.stride
         self.delta_dims = 2 if delta_per_axis else 1
         self.decode_mode = decode
+        self.neighbours = int(neighbours)
+        if self.neighbours:
+            table = neighbour_table(get_scheme(num_points), self.neighbours)
+            # Derived from the scheme, so not saved: checkpoints without it load unchanged.
+            self.register_buffer("neighbour_index", torch.as_tensor(table, dtype=torch.long), persistent=False)
 
         self.stages = nn.ModuleList()
         in_ch = 3
@@ -75,7 +86,7 @@ class SmallNet(nn.Module):
         )
         pooled_ch = sum(widths[-pool_levels:])
         k = num_points
-        self.head = nn.Conv2d(pooled_ch, k * (3 + self.delta_dims), kernel_size=1)
+        self.head = nn.Conv2d(pooled_ch, k * (3 + self.delta_dims + 2 * self.neighbours), kernel_size=1)
         self._init_weights(negative_slope)
 
     def _init_weights(self, negative_slope: float) -> None:
@@ -101,12 +112,17 @@ class SmallNet(nn.Module):
         maps = self.head(torch.cat(pooled, dim=1))
         b, _, h, w = maps.shape
         k = self.num_points
-        scores, offsets, log_delta = torch.split(maps, [k, 2 * k, self.delta_dims * k], dim=1)
+        c = self.neighbours
+        scores, offsets, log_delta, neighbour_offsets = torch.split(
+            maps, [k, 2 * k, self.delta_dims * k, 2 * c * k], dim=1
+        )
         return HeadOutput(
             scores=scores,
             offsets=offsets.reshape(b, k, 2, h, w),
             log_delta=log_delta.reshape(b, k, self.delta_dims, h, w).clamp(LOG_DELTA_MIN, LOG_DELTA_MAX),
             stride=self.stride,
+            neighbour_offsets=neighbour_offsets.reshape(b, k, c, 2, h, w) if c else None,
+            neighbour_index=self.neighbour_index if c else None,
         )
 
     def decode(self, out: HeadOutput, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -2,11 +2,11 @@
 PyTorch and ONNX Runtime (float and int8), and throughput at batch 32 (all threads).
 
     python -m smallnet_lit.tools.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200] [--width-mult 0.5]
-                                       [--depths 1 2 2 2]
+                                       [--widths 32 64 128 256] [--depths 1 2 2 2] [--neighbours 0]
                                        [--int8-accuracy FACES_DIR]
 
-Without --model, the 68-point 300w_best configuration (4 stages 32-64-128-256, --depths and
---width-mult) is timed with random weights (speed does not depend on the weights). Network only: cropping and detection are not included."""
+Without --model, the 68-point 300w_best configuration (4 stages, --widths, --depths,
+--width-mult, --neighbours) is timed with random weights (speed does not depend on the weights). Network only: cropping and detection are not included."""
 
 from __future__ import annotations
 
@@ -152,8 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--width-mult", type=float, default=1.0, help="without --model: scale the channel widths")
     p.add_argument(
+        "--widths", type=int, nargs=4, default=[32, 64, 128, 256], help="without --model: channels of the 4 stages"
+    )
+    p.add_argument(
         "--depths", type=int, nargs=4, default=[1, 2, 2, 2], help="without --model: convs in each of the 4 stages"
     )
+    p.add_argument("--neighbours", type=int, default=0, help="without --model: neighbour regression (SmallNet)")
     p.add_argument(
         "--int8-accuracy", type=Path, help="with --model: NME of float vs int8 ONNX on this iBUG folder's val split"
     )
@@ -168,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         kwargs = {
             "num_points": 68,
-            "widths": [32, 64, 128, 256],
+            "widths": args.widths,
             "depths": args.depths,
+            "neighbours": args.neighbours,
             "norm": True,
             "width_mult": args.width_mult,
         }
