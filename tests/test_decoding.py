@@ -32,3 +32,19 @@ def test_diagnosis_matches_eval_figures(make_cfg, ibug_root, tmp_path):
     assert 0 < result["cell_hit_rate"] <= 1
     # Where the peak is the ground-truth cell, argmax reads that cell: no worse than known.
     assert result["nme/known_cell"] <= result["nme/argmax"] + 1e-6
+
+
+def test_neighbour_models_are_also_read_from_their_own_maps_alone():
+    from types import SimpleNamespace
+
+    from smallnet_lit.model.landmarks import IBUG68
+    from smallnet_lit.model.net import SmallNet
+    from smallnet_lit.tools.decoding import diagnose
+
+    torch.manual_seed(0)
+    net = SmallNet(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], neighbours=3).eval()
+    batch = {"image": torch.randn(2, 3, 64, 64), "points": torch.rand(2, 68, 2) * 63}
+    result = diagnose(SimpleNamespace(net=net), [batch], IBUG68.eye_corners)
+    assert {"nme/soft_own_only", "nme/argmax_own_only"} <= set(result)
+    # random neighbour maps move the points: the two readings differ
+    assert result["nme/soft"] != result["nme/soft_own_only"]

@@ -3,9 +3,13 @@ would have if it knew the ground-truth cell of every landmark (its own offset th
 how often the most probable cell is that cell.
     python -m smallnet_lit.tools.decoding ckpt_path=CKPT data=ibug300w split=val
 The gap between soft-argmax and the known-cell figure is what better cell choice or
-better neighbouring offsets can win (docs/results.md)."""
+better neighbouring offsets can win (docs/results.md). For a model with neighbour regression
+(model.net.neighbours), each decoding is also reported from the points' own maps alone
+(`<mode>_own_only`): what averaging in the neighbours' readings is worth."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import hydra
 import torch
@@ -41,6 +45,9 @@ def diagnose(model, loader: DataLoader, eye_corners: tuple[int, int]) -> dict[st
         out = model.net.forward_maps(batch["image"])
         for mode in MODES:
             errors[mode].append(point_errors(decode(out, mode)[0], truth, eye_corners))
+            if out.neighbour_offsets is not None:
+                own = dataclasses.replace(out, neighbour_offsets=None, neighbour_index=None)
+                errors.setdefault(f"{mode}_own_only", []).append(point_errors(decode(own, mode)[0], truth, eye_corners))
         known, hit = known_cell_points(out, truth)
         errors["known_cell"].append(point_errors(known, truth, eye_corners))
         hits.append(hit)
