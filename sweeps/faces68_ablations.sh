@@ -21,9 +21,12 @@ run() {
   local experiment=faces68
   if [[ ${1:-} == +experiment=* ]]; then experiment=${1#+experiment=}; shift; fi
   echo "== $name: $*"
-  # every run here predates the 3-3-3-2 depth of the recipes (runs U, X: faces68_offsets_depth.sh)
-  python -m smallnet_lit.train +experiment="$experiment" "model.net.depths=[1,2,2,2]" trainer.enable_progress_bar=false \
-    hydra.run.dir="$OUT/$name" "$@"
+  # every run here predates the deeper networks of the recipes (runs U, V: faces68_offsets_depth.sh,
+  # faces68_neighbours.sh) and the fast recipe's 120 epochs (run Z)
+  local epochs=()
+  [[ $experiment == faces68_fast ]] && epochs=(trainer.max_epochs=80)
+  python -m smallnet_lit.train +experiment="$experiment" "model.net.widths=[32,64,128,256]" "model.net.depths=[1,2,2,2]" \
+    "${epochs[@]}" trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
 }
 # YouTube Faces frames: none, weight 0.1, weight 0.25 (fast model, 80 epochs)
 run fast_ytf0 "${FAST[@]}" data.sources.ytf68.weight=0

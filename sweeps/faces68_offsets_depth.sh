@@ -9,7 +9,9 @@
 set -euo pipefail
 OUT=$1
 L_CKPT=$2
-SHALLOW="model.net.depths=[1,2,2,2]" # the depth of L and K2, before U
+WIDTHS="model.net.widths=[32,64,128,256]" # the widths before V (faces68_neighbours.sh)
+SHALLOW=("$WIDTHS" "model.net.depths=[1,2,2,2]") # the depth of L and K2, before U
+EPOCHS80=trainer.max_epochs=80 # the fast recipe's schedule before Z (faces68_neighbours.sh)
 run() {
   local name=$1; shift
   if [[ -f "$OUT/$name/checkpoints/last.ckpt" && -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
@@ -17,15 +19,15 @@ run() {
   python -m smallnet_lit.train trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
 }
 # offsets trained in the ground-truth cell's neighbourhood (default width, 120 epochs)
-run P_radius1_uniform +experiment=faces68 "$SHALLOW" model.loss.loc_radius=1 model.loss.loc_weighting=uniform
-run S_grid_prob +experiment=faces68 "$SHALLOW" model.loss.loc_radius=7
-run R_radius1_prob +experiment=faces68 "$SHALLOW" model.loss.loc_radius=1
-run T_fast_radius1_prob +experiment=faces68_fast "$SHALLOW" model.loss.loc_radius=1 model.distill.teacher="$L_CKPT"
-# depth: 3-3-3-2 convs per stage (1.49 M parameters, 0.33 GMACs; U is the faces68 recipe now),
-# at the fast width distilled from L (W), and the fast recipe now: 2-3-3-2, distilled from U (X)
-run U_depth3332 +experiment=faces68
-run W_fast_depth3332 +experiment=faces68_fast "model.net.depths=[3,3,3,2]" model.distill.teacher="$L_CKPT"
+run P_radius1_uniform +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=1 model.loss.loc_weighting=uniform
+run S_grid_prob +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=7
+run R_radius1_prob +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=1
+run T_fast_radius1_prob +experiment=faces68_fast "${SHALLOW[@]}" "$EPOCHS80" model.loss.loc_radius=1 model.distill.teacher="$L_CKPT"
+# depth: 3-3-3-2 convs per stage (1.49 M parameters, 0.33 GMACs; the faces68 recipe until V),
+# at the fast width distilled from L (W), and the fast recipe until Z: 2-3-3-2, distilled from U (X)
+run U_depth3332 +experiment=faces68 "$WIDTHS" "model.net.depths=[3,3,3,2]"
+run W_fast_depth3332 +experiment=faces68_fast "model.net.depths=[3,3,3,2]" "$EPOCHS80" model.distill.teacher="$L_CKPT"
 u_ckpt=$(ls "$OUT"/U_depth3332/checkpoints/epoch_*.ckpt | tail -1)
-run X_fast_depth2332 +experiment=faces68_fast model.distill.teacher="$u_ckpt"
-run Y_fast_depth2332_no_teacher +experiment=faces68_fast model.distill=null
+run X_fast_depth2332 +experiment=faces68_fast "$EPOCHS80" model.distill.teacher="$u_ckpt"
+run Y_fast_depth2332_no_teacher +experiment=faces68_fast "$EPOCHS80" model.distill=null
 bash "$(dirname "$0")/eval_runs.sh" "$OUT" --decoding
