@@ -24,10 +24,10 @@ run S_grid_prob +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=7
 run R_radius1_prob +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=1
 run T_fast_radius1_prob +experiment=faces68_fast "${SHALLOW[@]}" "$EPOCHS80" model.loss.loc_radius=1 model.distill.teacher="$L_CKPT"
 # depth: 3-3-3-2 convs per stage (1.49 M parameters, 0.33 GMACs; the faces68 recipe until V),
-# at the fast width distilled from L (W), and the fast recipe until Z: 2-3-3-2, distilled from U (X)
+# at the fast width distilled from L (W), and the fast recipe until F2: 2-3-3-2, distilled from U (X)
 run U_depth3332 +experiment=faces68 "$WIDTHS" "model.net.depths=[3,3,3,2]"
-run W_fast_depth3332 +experiment=faces68_fast "model.net.depths=[3,3,3,2]" "$EPOCHS80" model.distill.teacher="$L_CKPT"
+run W_fast_depth3332 +experiment=faces68_fast "$WIDTHS" "model.net.depths=[3,3,3,2]" "$EPOCHS80" model.distill.teacher="$L_CKPT"
 u_ckpt=$(ls "$OUT"/U_depth3332/checkpoints/epoch_*.ckpt | tail -1)
-run X_fast_depth2332 +experiment=faces68_fast "$EPOCHS80" model.distill.teacher="$u_ckpt"
-run Y_fast_depth2332_no_teacher +experiment=faces68_fast "$EPOCHS80" model.distill=null
+run X_fast_depth2332 +experiment=faces68_fast "$WIDTHS" "model.net.depths=[2,3,3,2]" "$EPOCHS80" model.distill.teacher="$u_ckpt"
+run Y_fast_depth2332_no_teacher +experiment=faces68_fast "$WIDTHS" "model.net.depths=[2,3,3,2]" "$EPOCHS80" model.distill=null
 bash "$(dirname "$0")/eval_runs.sh" "$OUT" --decoding

@@ -391,7 +391,7 @@ def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path):
     for name in ("f", "q"):
         points = ort.InferenceSession(str(tmp_path / f"{name}.onnx")).run(None, {"image": x})[0]
         nme[name] = nme_per_face(photo(points), truth, (36, 45)).mean().item()
-    assert len(items) == 132 and nme["f"] < 0.0347
+    assert len(items) == 132 and nme["f"] < 0.0340
     assert nme["q"] < nme["f"] + 0.001
 
 
