@@ -5,6 +5,7 @@ import torch
 
 from smallnet_lit.model.codec import HeadOutput, encode
 from smallnet_lit.model.loss import DualLoss, log1mexp
+from tests.helpers.heads import neighbour_maps_at_truth
 
 
 def head(scores, offsets=None, log_delta=None, stride=10):
@@ -154,11 +155,9 @@ def test_neighbour_loss_is_l1_of_the_neighbours_offsets_at_the_ground_truth_cell
     k, c, stride = 68, 2, 10
     index = torch.as_tensor(neighbour_table(IBUG68, c))
     points = torch.rand(1, k, 2) * 39
-    cell, _, _ = encode(points, stride, (4, 4))
-    centre = torch.stack([cell % 4, cell // 4], -1).float() + 0.5
-    truth = points[:, index] / stride - centre[:, :, None]  # (1, K, C, 2)
-    nb = torch.randn(1, k, c, 2, 16)  # wrong everywhere but at each landmark's own cell
-    nb.scatter_(4, cell[:, :, None, None, None].expand(1, k, c, 2, 1), truth[..., None])
+    # wrong everywhere but at each landmark's own cell
+    cell, nb = neighbour_maps_at_truth(points, index, stride, 4, fill=torch.randn(1, k, c, 2, 4, 4))
+    nb = nb.flatten(4)
 
     def out(nb_maps):
         return HeadOutput(

@@ -6,6 +6,7 @@ import torch
 
 from smallnet_lit.model.codec import HeadOutput
 from smallnet_lit.model.net import SmallNet, count_macs, count_params
+from tests.helpers.heads import neighbour_maps_at_truth
 
 
 def test_output_shapes_and_grid():
@@ -115,16 +116,13 @@ def test_neighbour_decoding_averages_each_point_with_its_neighbours_readings():
     offsets = torch.zeros(1, k, 2, 64).scatter(3, cell[:, :, None, None].expand(1, k, 2, 1), offset[..., None])
     d = torch.tensor([2.0, -1.0])  # cell units
     offsets[0, 0, :, cell[0, 0]] += d
-    centre = torch.stack([cell % 8, cell // 8], -1).float() + 0.5  # (1, K, 2)
-    nb_truth = points[:, index] / stride - centre[:, :, None]  # (1, K, C, 2): j read from k's cell
-    nb_offsets = torch.zeros(1, k, c, 2, 64)
-    nb_offsets.scatter_(4, cell[:, :, None, None, None].expand(1, k, c, 2, 1), nb_truth[..., None])
+    _, nb_offsets = neighbour_maps_at_truth(points, index, stride, 8)  # every neighbour read right
     out = HeadOutput(
         scores.reshape(1, k, 8, 8),
         offsets.reshape(1, k, 2, 8, 8),
         torch.zeros(1, k, 1, 8, 8),
         stride,
-        neighbour_offsets=nb_offsets.reshape(1, k, c, 2, 8, 8),
+        neighbour_offsets=nb_offsets,
         neighbour_index=index,
     )
     votes_for_0 = int((index == 0).sum())

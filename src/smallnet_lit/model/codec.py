@@ -41,6 +41,12 @@ def encode(
     return (row * w + col).long(), offset, inside
 
 
+def cell_centre(cell: torch.Tensor, width: int) -> torch.Tensor:
+    """Centres (..., 2) as (x, y) in cell units of the flat cell indices `cell` on a grid
+    `width` cells wide."""
+    return torch.stack([cell % width, cell // width], dim=-1).float() + 0.5
+
+
 def decode(out: HeadOutput, mode: str = "argmax") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Points (B, K, 2) and sigma (B, K) in input pixels, and the peak probability (B, K)
     of each landmark's cell distribution. `argmax`: centre of the most probable cell + its

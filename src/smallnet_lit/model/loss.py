@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from smallnet_lit.model.codec import HeadOutput, encode
+from smallnet_lit.model.codec import HeadOutput, cell_centre, encode
 
 
 def log1mexp(log_p: torch.Tensor) -> torch.Tensor:
@@ -119,8 +119,7 @@ class DualLoss(nn.Module):
     ) -> torch.Tensor:
         b, k, c, _, h, w = out.neighbour_offsets.shape
         index = out.neighbour_index  # (K, C)
-        centre = torch.stack([cell % w, cell // w], dim=-1).float() + 0.5  # (B, K, 2), cell units
-        target = (points / out.stride)[:, index] - centre[:, :, None]  # (B, K, C, 2)
+        target = (points / out.stride)[:, index] - cell_centre(cell, w)[:, :, None]  # (B, K, C, 2), cell units
         at_cell = cell[:, :, None, None, None].expand(b, k, c, 2, 1)
         pred = out.neighbour_offsets.flatten(4).gather(4, at_cell).squeeze(4)
         pair = mask[:, :, None].expand(b, k, c)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smallnet_lit.model.codec import HeadOutput, decode, encode
+from smallnet_lit.model.codec import HeadOutput, cell_centre, decode, encode
 from smallnet_lit.model.metrics import point_errors
 from smallnet_lit.training.config import config_dir
 from smallnet_lit.training.evaluate import model_and_data
@@ -30,9 +30,8 @@ def known_cell_points(out: HeadOutput, points: torch.Tensor) -> tuple[torch.Tens
     pixels, and whether the most probable cell is that cell (B, K)."""
     b, k, h, w = out.scores.shape
     cell, _, _ = encode(points, out.stride, (h, w))
-    row, col = (cell // w).float(), (cell % w).float()
     offsets = out.offsets.flatten(3).gather(3, cell[:, :, None, None].expand(b, k, 2, 1)).squeeze(3)
-    known = (torch.stack([col + 0.5, row + 0.5], dim=-1) + offsets) * out.stride
+    known = (cell_centre(cell, w) + offsets) * out.stride
     return known, out.scores.flatten(2).argmax(-1) == cell
 
 
