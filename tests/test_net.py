@@ -51,7 +51,7 @@ def test_default_model_stays_small(num_points):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(input_size=100), "multiple of the head stride"),
+        (dict(input_size=100), "multiple of the last stage.s stride"),
         (dict(widths=[8, 16], depths=[1]), "depths must give"),
         (dict(pool="median"), "pool must be"),
         (dict(pool_levels=9), "pool_levels"),
@@ -131,3 +131,24 @@ def test_neighbour_decoding_averages_each_point_with_its_neighbours_readings():
     expected[0, 0] += d * stride / (1 + votes_for_0)
     for mode in ("argmax", "soft"):
         torch.testing.assert_close(codec.decode(out, mode)[0], expected, atol=1e-4, rtol=0)
+
+
+def test_finer_head_grid_pools_finer_levels_and_upsamples_coarser_ones():
+    net = SmallNet(num_points=5, input_size=64, widths=[8, 16, 16, 24], depths=[1, 1, 1, 1], head_stride=8)
+    assert net.stride == 8 and net.grid_size == 8
+    out = net.forward_maps(torch.randn(2, 3, 64, 64))
+    assert out.scores.shape == (2, 5, 8, 8) and out.stride == 8
+    # The last stage (stride 16) reaches the head through a nearest 2x upsampling: in a head map
+    # fed by it alone, each 2x2 block of cells is one value.
+    features = torch.randn(1, 24, 4, 4)
+    upsampled = net.pools[-1](features)
+    torch.testing.assert_close(upsampled[..., ::2, ::2], features)
+    torch.testing.assert_close(upsampled[..., 1::2, 1::2], features)
+    points, sigma = net(torch.randn(2, 3, 64, 64))
+    assert points.shape == (2, 5, 2) and (sigma > 0).all()
+
+
+@pytest.mark.parametrize("head_stride", [3, 32, 1])
+def test_head_stride_must_be_a_power_of_two_within_the_stages(head_stride):
+    with pytest.raises(ValueError, match="head_stride must be a power of two"):
+        SmallNet(input_size=64, widths=[8, 16, 16, 24], depths=[1, 1, 1, 1], head_stride=head_stride)

@@ -332,3 +332,20 @@ def test_neighbour_regression_trains_reloads_and_exports(make_cfg, tmp_path):
     ref = [t.detach().numpy() for t in Deployable(net)(x)]
     for r, o in zip(ref, ort.InferenceSession(str(onnx_path)).run(None, {"image": x.numpy()}), strict=True):
         np.testing.assert_allclose(o, r, atol=1e-4, rtol=0)
+
+
+def test_finer_head_grid_trains_reloads_and_exports(make_cfg, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from smallnet_lit.inference.deploy import Deployable, export_onnx
+
+    cfg = make_cfg(["model.net.head_stride=4", "trainer.max_epochs=1", "test=false"])
+    train(cfg)
+    net = load_model(str(tmp_path / "run" / "checkpoints" / "last.ckpt")).net.eval()
+    assert net.stride == 4 and net.grid_size == 16  # 64 px input, three stages: stride 8 by default
+    onnx_path = export_onnx(net, tmp_path / "fine.onnx", "wflw98")
+    x = torch.randn(3, 3, net.input_size, net.input_size)
+    ref = [t.detach().numpy() for t in Deployable(net)(x)]
+    for r, o in zip(ref, ort.InferenceSession(str(onnx_path)).run(None, {"image": x.numpy()}), strict=True):
+        np.testing.assert_allclose(o, r, atol=1e-4, rtol=0)

@@ -41,8 +41,13 @@ class SmallNet(nn.Module):
         decode: str = "argmax",
         width_mult: float = 1.0,
         neighbours: int = 0,
+        head_stride: int | None = None,
     ) -> None:
-        """neighbours: C > 0 adds PIPNet's neighbour regression: each cell also regresses the
+        """head_stride: the head grid's stride in input pixels; None: the last stage's (2 ** stages).
+        A finer head grid (e.g. 8 with four stages) pools the finer levels down to it and
+        upsamples the coarser ones (nearest), so each cell still sees the last stage.
+
+        neighbours: C > 0 adds PIPNet's neighbour regression: each cell also regresses the
         offsets of the C points nearest to its landmark in the scheme's mean shape
         (`landmarks.neighbour_table`), and decoding averages every point's own reading with the
         readings of the landmarks it neighbours (`codec.decode`). 0: DESIGN.md's head."""
@@ -52,10 +57,10 @@ class SmallNet(nn.Module):
         # width_mult scales every stage (rounded to a multiple of 8): one knob for sweeps.
         widths = [max(8, int(round(w * width_mult / 8)) * 8) if width_mult != 1.0 else int(w) for w in widths]
         depths = list(depths)
-        _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode)
+        _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode, head_stride)
         self.num_points = num_points
         self.input_size = input_size
-        self.stride = 2 ** len(widths)
+        self.stride = int(head_stride or 2 ** len(widths))
         self.grid_size = input_size // self.stride
         self.delta_dims = 2 if delta_per_axis else 1
         self.decode_mode = decode
@@ -80,9 +85,9 @@ class SmallNet(nn.Module):
 
         self.pool_levels = pool_levels
         pool_cls = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
-        # Level i (counted back from the last stage) is 2**i times finer than the head grid.
         self.pools = nn.ModuleList(
-            nn.Identity() if i == 0 else pool_cls(kernel_size=2**i, stride=2**i) for i in reversed(range(pool_levels))
+            _to_head_grid(2 ** (stage + 1), self.stride, pool_cls)
+            for stage in range(len(widths) - pool_levels, len(widths))
         )
         pooled_ch = sum(widths[-pool_levels:])
         k = num_points
@@ -136,17 +141,32 @@ class SmallNet(nn.Module):
         return points, sigma
 
 
-def _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode) -> None:
+def _to_head_grid(level_stride: int, head_stride: int, pool_cls: type[nn.Module]) -> nn.Module:
+    """Brings a level at `level_stride` to the head grid: non-overlapping pooling when it is
+    finer, nearest upsampling when it is coarser."""
+    if level_stride == head_stride:
+        return nn.Identity()
+    if level_stride < head_stride:
+        factor = head_stride // level_stride
+        return pool_cls(kernel_size=factor, stride=factor)
+    return nn.Upsample(scale_factor=level_stride // head_stride, mode="nearest")
+
+
+def _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode, head_stride=None) -> None:
     if num_points < 1:
         raise ValueError(f"num_points must be positive, got {num_points}")
     if not widths or any(w < 1 for w in widths):
         raise ValueError(f"widths must be a non-empty list of positive channel counts, got {widths}")
     if len(depths) != len(widths) or any(d < 1 for d in depths):
         raise ValueError(f"depths must give a positive conv count for each of the {len(widths)} stages, got {depths}")
-    stride = 2 ** len(widths)
-    if input_size % stride:
+    last_stride = 2 ** len(widths)
+    if head_stride is not None and (head_stride < 2 or head_stride > last_stride or head_stride & (head_stride - 1)):
         raise ValueError(
-            f"input_size {input_size} must be a multiple of the head stride {stride} ({len(widths)} stages)"
+            f"head_stride must be a power of two between 2 and the last stage's stride {last_stride}, got {head_stride}"
+        )
+    if input_size % last_stride:
+        raise ValueError(
+            f"input_size {input_size} must be a multiple of the last stage's stride {last_stride} ({len(widths)} stages)"
         )
     if not 1 <= pool_levels <= len(widths):
         raise ValueError(f"pool_levels must be between 1 and {len(widths)}, got {pool_levels}")

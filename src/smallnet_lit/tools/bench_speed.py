@@ -2,11 +2,11 @@
 PyTorch and ONNX Runtime (float and int8), and throughput at batch 32 (all threads).
 
     python -m smallnet_lit.tools.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200] [--width-mult 0.5]
-                                       [--widths 32 64 128 256] [--depths 1 2 2 2] [--neighbours 0]
+                                       [--widths 32 64 128 256] [--depths 1 2 2 2] [--neighbours 0] [--head-stride 8]
                                        [--int8-accuracy FACES_DIR]
 
 Without --model, the 68-point 300w_best configuration (4 stages, --widths, --depths,
---width-mult, --neighbours) is timed with random weights (speed does not depend on the weights). Network only: cropping and detection are not included."""
+--width-mult, --neighbours, --head-stride) is timed with random weights (speed does not depend on the weights). Network only: cropping and detection are not included."""
 
 from __future__ import annotations
 
@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--neighbours", type=int, default=0, help="without --model: neighbour regression (SmallNet)")
     p.add_argument(
+        "--head-stride", type=int, help="without --model: the head grid's stride (default: the last stage's)"
+    )
+    p.add_argument(
         "--int8-accuracy", type=Path, help="with --model: NME of float vs int8 ONNX on this iBUG folder's val split"
     )
     args = p.parse_args(argv)
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             "widths": args.widths,
             "depths": args.depths,
             "neighbours": args.neighbours,
+            "head_stride": args.head_stride,
             "norm": True,
             "width_mult": args.width_mult,
         }
