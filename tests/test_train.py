@@ -349,3 +349,18 @@ def test_finer_head_grid_trains_reloads_and_exports(make_cfg, tmp_path):
     ref = [t.detach().numpy() for t in Deployable(net)(x)]
     for r, o in zip(ref, ort.InferenceSession(str(onnx_path)).run(None, {"image": x.numpy()}), strict=True):
         np.testing.assert_allclose(o, r, atol=1e-4, rtol=0)
+
+
+def test_init_from_takes_a_shipped_models_name(make_cfg):
+    """`init_from=smallnet_300w_fast` starts the fast recipe's network from the shipped weights."""
+    from smallnet_lit.train import start_from
+    from smallnet_lit.training.instantiate import model_from
+
+    cfg = make_cfg(["+experiment=faces68_fast", "model.distill=null"], tiny=False)
+    model = model_from(cfg.model)
+    start_from(model, "smallnet_300w_fast")
+    shipped = load_model("smallnet_300w_fast")
+    for key, value in shipped.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(FileNotFoundError, match="model not found: smallnet_nope"):
+        start_from(model, "smallnet_nope")

@@ -9,7 +9,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from smallnet_lit.inference.checkpoints import read_checkpoint
+from smallnet_lit.inference.checkpoints import read_checkpoint, resolve_model
 from smallnet_lit.training.config import config_dir, plain
 from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
 from smallnet_lit.training.reporting import finish, loggers_from, report_test
@@ -23,8 +23,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = datamodule_from(cfg.data)
     model = model_from(cfg.model)
     if cfg.get("init_from"):
-        model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
-        log.info("starting from the weights of %s", cfg.init_from)
+        start_from(model, cfg.init_from)
     if cfg.get("ckpt_path"):
         read_checkpoint(cfg.ckpt_path)  # a clear error for a missing or corrupt file, before any work
     loggers = loggers_from(cfg.get("logger"))
@@ -54,6 +53,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if best := (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""):
         log.info("best checkpoint: %s", best)
     return metrics
+
+
+def start_from(model: L.LightningModule, weights: str) -> None:
+    """Load the weights of a checkpoint or a shipped model's name (fine-tuning, warm restarts)."""
+    path = resolve_model(weights)
+    model.load_state_dict(read_checkpoint(path)["state_dict"])
+    log.info("starting from the weights of %s", path)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
