@@ -71,7 +71,9 @@ def export_onnx_int8(net: SmallNet, path: Path, scheme: str, calibration: np.nda
     with tempfile.TemporaryDirectory() as tmp:
         plain, prepared = Path(tmp) / "float.onnx", Path(tmp) / "prepared.onnx"
         export_onnx(net, plain, scheme)
-        quant_pre_process(str(plain), str(prepared))
+        # auto_merge: the symbolic shape inference otherwise gives up on the Resize of a head
+        # grid finer than the last stage (model.net.head_stride).
+        quant_pre_process(str(plain), str(prepared), auto_merge=True)
         graph = onnx.load(str(prepared)).graph
         head = [n.name for n in graph.node if n.op_type == "Conv"][-1]
         quantize_static(
