@@ -338,7 +338,7 @@ def test_finer_head_grid_trains_reloads_and_exports(make_cfg, tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from smallnet_lit.inference.deploy import Deployable, export_onnx, export_onnx_int8
+    from smallnet_lit.inference.deploy import Deployable, export_onnx, export_onnx_int8, export_torchscript
 
     cfg = make_cfg(["model.net.head_stride=4", "trainer.max_epochs=1", "test=false"])
     train(cfg)
@@ -353,6 +353,8 @@ def test_finer_head_grid_trains_reloads_and_exports(make_cfg, tmp_path):
     int8_path = export_onnx_int8(net, tmp_path / "fine_int8.onnx", "wflw98", x.numpy())
     points = ort.InferenceSession(str(int8_path)).run(None, {"image": x.numpy()})[0]
     assert points.shape == (3, 98, 2) and np.isfinite(points).all()
+    scripted = torch.jit.load(str(export_torchscript(net, tmp_path / "fine.pt")))
+    np.testing.assert_allclose(scripted(x)[0].detach().numpy(), ref[0], atol=1e-4, rtol=0)
 
 
 def test_init_from_takes_a_shipped_models_name(make_cfg):
