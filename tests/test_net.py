@@ -152,3 +152,21 @@ def test_finer_head_grid_pools_finer_levels_and_upsamples_coarser_ones():
 def test_head_stride_must_be_a_power_of_two_within_the_stages(head_stride):
     with pytest.raises(ValueError, match="head_stride must be a power of two"):
         SmallNet(input_size=64, widths=[8, 16, 16, 24], depths=[1, 1, 1, 1], head_stride=head_stride)
+
+
+def test_soft_decoding_sigma_is_the_mixtures_standard_deviation():
+    """Half the mass in each of two cells one cell apart, each with delta 1 cell: the point is
+    between them and its per-axis variance is 1 (the cells' own) + 0.25 / 2 (their spread in x,
+    averaged over the two axes)."""
+    net = SmallNet(num_points=1, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], decode="soft")
+    scores = torch.full((1, 1, 8, 8), -1e4)
+    scores[0, 0, 0, 0] = scores[0, 0, 0, 1] = 0.0
+    out = HeadOutput(scores, torch.zeros(1, 1, 2, 8, 8), torch.zeros(1, 1, 1, 8, 8), 8)
+    _, sigma, _ = net.decode(out)
+    torch.testing.assert_close(sigma[0, 0], torch.tensor(1.125).sqrt() * 8)
+    # All the mass in one cell: the cell's own delta, as argmax reads it.
+    scores[0, 0, 0, 1] = -1e4
+    _, soft_sigma, _ = net.decode(out)
+    _, argmax_sigma, _ = net.decode(out, "argmax")
+    torch.testing.assert_close(soft_sigma, argmax_sigma)
+    torch.testing.assert_close(soft_sigma[0, 0], torch.tensor(8.0))

@@ -50,17 +50,24 @@ def cell_centre(cell: torch.Tensor, width: int) -> torch.Tensor:
 def decode(out: HeadOutput, mode: str = "argmax") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Points (B, K, 2) and sigma (B, K) in input pixels, and the peak probability (B, K)
     of each landmark's cell distribution. `argmax`: centre of the most probable cell + its
-    offset; `soft`: the expectation of (cell centre + offset) over the cell distribution."""
+    offset, with that cell's delta; `soft`: the expectation of (cell centre + offset) over the
+    cell distribution, with the standard deviation of that mixture (per axis): each cell's own
+    delta plus the spread of the cells' readings around the point (law of total variance), so
+    that a point split between distant cells is reported as uncertain."""
     b, k, h, w = out.scores.shape
     prob = out.scores.flatten(2).softmax(-1)  # (B, K, H*W)
     cell_centres = _cell_centres(h, w, out.scores.device)  # (H*W, 2) in cell units
     offsets = out.offsets.flatten(3).transpose(2, 3)  # (B, K, H*W, 2)
-    delta = out.log_delta.exp().mean(2).flatten(2)  # (B, K, H*W), isotropic summary
+    variance = (2 * out.log_delta).exp().mean(2).flatten(2)  # (B, K, H*W), isotropic: mean over axes
     peak, best = prob.max(-1)
     if mode not in ("argmax", "soft"):
         raise ValueError(f"decode must be 'argmax' or 'soft', got {mode!r}")
     pos = _read(offsets, prob, best, cell_centres, mode)
-    sigma = delta.gather(2, best[..., None]).squeeze(2) if mode == "argmax" else (prob * delta).sum(2)
+    if mode == "argmax":
+        sigma = variance.gather(2, best[..., None]).squeeze(2).sqrt()
+    else:
+        spread = ((cell_centres + offsets - pos[:, :, None]) ** 2).mean(-1)  # per axis, (B, K, H*W)
+        sigma = (prob * (variance + spread)).sum(2).sqrt()
     if out.neighbour_offsets is not None:
         c = out.neighbour_index.shape[1]
         # (B, K, C, H*W, 2) -> readings (B, K*C, 2), read with landmark k's cell distribution
