@@ -9,12 +9,7 @@ set -euo pipefail
 OUT=$1
 V_CKPT=$2
 F2_CKPT=$3
-run() {
-  local name=$1; shift
-  if [[ -f "$OUT/$name/checkpoints/last.ckpt" && -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
-  echo "== $name: $*"
-  python -m smallnet_lit.train trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
-}
+source "$(dirname "$0")/lib.sh" # run NAME OVERRIDES...
 # S8: the default (V) with a stride-8 head grid: 0.418 GMACs
 run S8_head_stride8 +experiment=faces68 model.net.head_stride=8
 # VR: V restarted from its best epoch for 60 epochs of cosine decay from a quarter of the learning rate

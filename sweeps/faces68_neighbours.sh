@@ -8,12 +8,7 @@
 set -euo pipefail
 OUT=$1
 U_CKPT=$2
-run() {
-  local name=$1; shift
-  if [[ -f "$OUT/$name/checkpoints/last.ckpt" && -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
-  echo "== $name: $*"
-  python -m smallnet_lit.train trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
-}
+source "$(dirname "$0")/lib.sh" # run NAME OVERRIDES...
 # V: U with 3-4-4-2 convs per stage and a narrower last stage (224): 1.49 M parameters, 0.40 GMACs
 run V_depth3442_w224 +experiment=faces68 "model.net.widths=[32,64,128,224]" "model.net.depths=[3,4,4,2]"
 X_NET=("model.net.widths=[32,64,128,256]" "model.net.depths=[2,3,3,2]") # X's network (0.75 of these widths)

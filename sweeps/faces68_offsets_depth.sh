@@ -12,12 +12,7 @@ L_CKPT=$2
 WIDTHS="model.net.widths=[32,64,128,256]" # the widths before V (faces68_neighbours.sh)
 SHALLOW=("$WIDTHS" "model.net.depths=[1,2,2,2]") # the depth of L and K2, before U
 EPOCHS80=trainer.max_epochs=80 # the fast recipe's schedule before Z (faces68_neighbours.sh)
-run() {
-  local name=$1; shift
-  if [[ -f "$OUT/$name/checkpoints/last.ckpt" && -f "$OUT/$name/csv/metrics.csv" ]]; then echo "skip $name (done)"; return; fi
-  echo "== $name: $*"
-  python -m smallnet_lit.train trainer.enable_progress_bar=false hydra.run.dir="$OUT/$name" "$@"
-}
+source "$(dirname "$0")/lib.sh" # run NAME OVERRIDES...
 # offsets trained in the ground-truth cell's neighbourhood (default width, 120 epochs)
 run P_radius1_uniform +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=1 model.loss.loc_weighting=uniform
 run S_grid_prob +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=7

@@ -245,3 +245,21 @@ def test_architecture_grid_stays_within_the_budget(make_cfg):
         net = SmallNet(**kwargs)
         assert count_params(net) <= 1.5e6 and count_macs(net) <= 0.5e9, overrides
     assert len(list(itertools.product(*choices.values()))) == 24
+
+
+def test_sweep_scripts_parse_and_skip_finished_runs(tmp_path):
+    """Every sweep script is valid bash, and the shared `run` (sweeps/lib.sh) skips a run whose
+    checkpoint and metrics are there, so a cut sweep resumes where it stopped."""
+    for script in sorted((ROOT / "sweeps").glob("*.sh")):
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
+    done = tmp_path / "A"
+    (done / "checkpoints").mkdir(parents=True)
+    (done / "csv").mkdir()
+    (done / "checkpoints" / "last.ckpt").touch()
+    (done / "csv" / "metrics.csv").touch()
+    out = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; OUT={tmp_path}; source {ROOT}/sweeps/lib.sh; run A +experiment=faces68"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "skip A (done)"
