@@ -56,6 +56,7 @@ def test_default_model_stays_small(num_points):
         (dict(pool="median"), "pool must be"),
         (dict(pool_levels=9), "pool_levels"),
         (dict(num_points=0), "num_points"),
+        (dict(block="ghost"), "block must be"),
     ],
 )
 def test_bad_configs_are_rejected(kwargs, message):
@@ -170,3 +171,58 @@ def test_soft_decoding_sigma_is_the_mixtures_standard_deviation():
     _, argmax_sigma, _ = net.decode(out, "argmax")
     torch.testing.assert_close(soft_sigma, argmax_sigma)
     torch.testing.assert_close(soft_sigma[0, 0], torch.tensor(8.0))
+
+
+def _trained_batchnorm(net: SmallNet, seed: int = 0) -> SmallNet:
+    """BatchNorm statistics and affine weights away from their initial identity, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            m.weight.data.copy_(0.5 + torch.rand(n, generator=g))
+            m.bias.data.copy_(0.4 * torch.rand(n, generator=g) - 0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("block", ["conv", "dw"])
+def test_reparameterized_net_folds_into_the_plain_stack_with_equal_outputs(block):
+    kwargs = dict(num_points=68, input_size=64, widths=[8, 16, 24], depths=[2, 2, 1], block=block, decode="soft")
+    net = _trained_batchnorm(SmallNet(**kwargs, reparam=True, norm=True))
+    plain = net.deployed()
+    # The deployed net is exactly the plain stack: same modules and state_dict keys, no BatchNorm.
+    assert not plain.reparam and not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert plain.state_dict().keys() == SmallNet(**kwargs).state_dict().keys()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net.forward_maps(x), plain.forward_maps(x)
+    for name in ("scores", "offsets", "log_delta"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-4, rtol=0)
+    # Costs are the deployed net's; the training form has the extra branches.
+    assert count_macs(net) == count_macs(SmallNet(**kwargs)) and count_params(net) == count_params(plain)
+    assert sum(p.numel() for p in net.parameters()) > count_params(net)
+
+
+def test_reparameterized_exports_are_folded(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from smallnet_lit.inference.deploy import Deployable, export_onnx, export_torchscript
+
+    kwargs = dict(num_points=68, input_size=64, widths=[8, 16, 24], depths=[2, 2, 1], decode="soft")
+    net = _trained_batchnorm(SmallNet(**kwargs, reparam=True, norm=True))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = Deployable(net)(x)[0]
+        torch.testing.assert_close(net(x)[0], expected, atol=1e-3, rtol=0)  # unfolded == folded, in pixels
+    onnx_path = export_onnx(net, tmp_path / "m.onnx", "ibug68")
+    ops = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
+    assert "BatchNormalization" not in ops and ops.count("Conv") == 5 + 1  # five 3x3 convs and the head
+    points = ort.InferenceSession(str(onnx_path)).run(None, {"image": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(points), expected, atol=1e-3, rtol=0)
+    scripted = torch.jit.load(str(export_torchscript(net, tmp_path / "m.pt")))
+    assert not any(
+        isinstance(m, torch.jit.RecursiveScriptModule) and m.original_name == "RepConv" for m in scripted.modules()
+    )
+    torch.testing.assert_close(scripted(x)[0], expected, atol=1e-3, rtol=0)

@@ -367,8 +367,12 @@ def test_int8_export_runs_through_the_cli_and_the_predictor(checkpoint, tmp_path
 
 
 @pytest.mark.shared_data
-def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path):
-    """docs/speed.md: int8 convolutions cost about 0.02% NME on the 300-W validation split."""
+def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path, monkeypatch):
+    """docs/speed.md: int8 convolutions (7-bit weights) cost 0.005% NME on the 300-W
+    validation split, on AVX2 and AVX-512 VNNI CPUs alike (full 8-bit weights: +0.14% on
+    AVX2, where ONNX Runtime's u8 x s8 pair sums saturate). The export writes nothing into
+    the working directory."""
+    monkeypatch.chdir(tmp_path)
     from smallnet_lit.data.ibug import IbugFaces
     from smallnet_lit.inference.checkpoints import load_model
     from smallnet_lit.inference.deploy import calibration_crops, export_onnx_int8
@@ -392,7 +396,8 @@ def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path):
         points = ort.InferenceSession(str(tmp_path / f"{name}.onnx")).run(None, {"image": x})[0]
         nme[name] = nme_per_face(photo(points), truth, (36, 45)).mean().item()
     assert len(items) == 132 and nme["f"] < 0.0340
-    assert nme["q"] < nme["f"] + 0.001
+    assert nme["q"] < nme["f"] + 0.0002  # the issue's target: int8 costs at most 0.02% NME
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "f.onnx", "q.onnx"]
 
 
 def test_contact_sheet_and_sigma_circles(checkpoint, tmp_path):

@@ -58,7 +58,8 @@ class LandmarkPredictor:
             from smallnet_lit.inference.checkpoints import load_model
 
             module = load_model(str(model), device)
-            self._net, self._session = module.net.eval(), None
+            # re-parameterized branches folded: the deployed plain net, at its speed
+            self._net, self._session = module.net.deployed().eval(), None
             self.scheme, self.input_size, self.device = module.scheme, module.net.input_size, device
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -42,6 +42,8 @@ class SmallNet(nn.Module):
         width_mult: float = 1.0,
         neighbours: int = 0,
         head_stride: int | None = None,
+        reparam: bool = False,
+        block: str = "conv",
     ) -> None:
         """head_stride: the head grid's stride in input pixels; None: the last stage's (2 ** stages).
         A finer head grid (e.g. 8 with four stages) pools the finer levels down to it and
@@ -50,14 +52,27 @@ class SmallNet(nn.Module):
         neighbours: C > 0 adds PIPNet's neighbour regression: each cell also regresses the
         offsets of the C points nearest to its landmark in the scheme's mean shape
         (`landmarks.neighbour_table`), and decoding averages every point's own reading with the
-        readings of the landmarks it neighbours (`codec.decode`). 0: DESIGN.md's head."""
+        readings of the landmarks it neighbours (`codec.decode`). 0: DESIGN.md's head.
+
+        block: "conv", DESIGN.md's plain 3x3 convs; "dw", depthwise-separable layers (a 3x3
+        depthwise conv and a 1x1 pointwise conv, each with LeakyReLU) after a plain first conv.
+        reparam: train each conv with parallel branches (RepVGG / MobileOne: a 1x1 conv and, where
+        the shapes allow, an identity, each with BatchNorm) that `deployed()` folds into one conv
+        with bias: the deployed net is the plain stack of the same `block`, without `norm`."""
         super().__init__()
+        self.config = {
+            "num_points": num_points, "input_size": input_size, "widths": list(widths), "depths": list(depths),
+            "pool_levels": pool_levels, "pool": pool, "delta_per_axis": delta_per_axis, "norm": norm,
+            "negative_slope": negative_slope, "decode": decode, "width_mult": width_mult,
+            "neighbours": neighbours, "head_stride": head_stride, "reparam": reparam, "block": block,
+        }  # fmt: skip
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
         # width_mult scales every stage (rounded to a multiple of 8): one knob for sweeps.
         widths = [max(8, int(round(w * width_mult / 8)) * 8) if width_mult != 1.0 else int(w) for w in widths]
         depths = list(depths)
-        _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode, head_stride)
+        _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode, head_stride, block)
+        self.reparam = bool(reparam)
         self.num_points = num_points
         self.input_size = input_size
         self.stride = int(head_stride or 2 ** len(widths))
@@ -70,15 +85,24 @@ class SmallNet(nn.Module):
             # Derived from the scheme, so not saved: checkpoints without it load unchanged.
             self.register_buffer("neighbour_index", torch.as_tensor(table, dtype=torch.long), persistent=False)
 
+        def conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+            if reparam:
+                return [RepConv(cin, cout, kernel, stride, groups)]
+            layer = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=not norm)
+            return [layer, nn.BatchNorm2d(cout)] if norm else [layer]
+
         self.stages = nn.ModuleList()
         in_ch = 3
-        for width, depth in zip(widths, depths, strict=True):
+        for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             layers: list[nn.Module] = []
             for i in range(depth):
-                # The first conv of a stage halves the resolution.
-                layers.append(nn.Conv2d(in_ch, width, 3, stride=2 if i == 0 else 1, padding=1, bias=not norm))
-                if norm:
-                    layers.append(nn.BatchNorm2d(width))
+                stride = 2 if i == 0 else 1  # the first conv of a stage halves the resolution
+                if block == "dw" and not (stage == 0 and i == 0):  # the stem stays a plain conv
+                    layers += conv(in_ch, in_ch, 3, stride, groups=in_ch)
+                    layers.append(nn.LeakyReLU(negative_slope, inplace=True))
+                    layers += conv(in_ch, width, 1)
+                else:
+                    layers += conv(in_ch, width, 3, stride)
                 layers.append(nn.LeakyReLU(negative_slope, inplace=True))
                 in_ch = width
             self.stages.append(nn.Sequential(*layers))
@@ -93,6 +117,22 @@ class SmallNet(nn.Module):
         k = num_points
         self.head = nn.Conv2d(pooled_ch, k * (3 + self.delta_dims + 2 * self.neighbours), kernel_size=1)
         self._init_weights(negative_slope)
+
+    def deployed(self) -> SmallNet:
+        """The net as it is deployed: with `reparam`, a new plain net (no BatchNorm) whose
+        convs are the folded branches, equal in output; otherwise this net."""
+        if not self.reparam:
+            return self
+        plain = SmallNet(**{**self.config, "reparam": False, "norm": False})
+        folded = {
+            f"{name}.{key}": value
+            for name, module in self.named_modules()
+            if isinstance(module, RepConv)
+            for key, value in module.fold().state_dict().items()
+        }
+        rest = {k: v for k, v in self.state_dict().items() if not k.startswith("stages.")}
+        plain.load_state_dict({**rest, **folded})
+        return plain.to(next(self.parameters()).device).train(self.training)
 
     def _init_weights(self, negative_slope: float) -> None:
         for m in self.modules():
@@ -141,6 +181,61 @@ class SmallNet(nn.Module):
         return points, sigma
 
 
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)
+    )
+
+
+class RepConv(nn.Module):
+    """A conv trained as the sum of parallel branches, each with BatchNorm: the kxk conv, a
+    1x1 conv (when k > 1) and the identity (when the input and output shapes match).
+    `fold()` gives the single kxk conv with bias that computes the same sum (RepVGG)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__()
+        self.kernel, self.groups = kernel, groups
+        self.main = _conv_bn(cin, cout, kernel, stride, groups)
+        self.scale = _conv_bn(cin, cout, 1, stride, groups) if kernel > 1 else None
+        self.identity = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.main(x)
+        if self.scale is not None:
+            y = y + self.scale(x)
+        if self.identity is not None:
+            y = y + self.identity(x)
+        return y
+
+    @torch.no_grad()
+    def fold(self) -> nn.Conv2d:
+        conv = self.main[0]
+        weight, bias = _fold_bn(conv.weight, self.main[1])
+        pad = self.kernel // 2
+        if self.scale is not None:
+            w1, b1 = _fold_bn(self.scale[0].weight, self.scale[1])
+            weight, bias = weight + nn.functional.pad(w1, [pad] * 4), bias + b1
+        if self.identity is not None:
+            eye = torch.zeros_like(weight)
+            per_group = weight.shape[1]
+            channels = torch.arange(weight.shape[0])
+            eye[channels, channels % per_group, pad, pad] = 1.0
+            wi, bi = _fold_bn(eye, self.identity)
+            weight, bias = weight + wi, bias + bi
+        folded = nn.Conv2d(
+            conv.in_channels, conv.out_channels, self.kernel, conv.stride, padding=pad, groups=self.groups, bias=True
+        )
+        folded.weight.copy_(weight)
+        folded.bias.copy_(bias)
+        return folded.to(weight.device)
+
+
+def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a bias-free conv followed by `bn` (in eval mode), as one conv."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale
+
+
 def _to_head_grid(level_stride: int, head_stride: int, pool_cls: type[nn.Module]) -> nn.Module:
     """Brings a level at `level_stride` to the head grid: non-overlapping pooling when it is
     finer, nearest upsampling when it is coarser."""
@@ -152,7 +247,11 @@ def _to_head_grid(level_stride: int, head_stride: int, pool_cls: type[nn.Module]
     return nn.Upsample(scale_factor=level_stride // head_stride, mode="nearest")
 
 
-def _check_config(num_points, input_size, widths, depths, pool_levels, pool, decode, head_stride=None) -> None:
+def _check_config(
+    num_points, input_size, widths, depths, pool_levels, pool, decode, head_stride=None, block="conv"
+) -> None:
+    if block not in ("conv", "dw"):
+        raise ValueError(f"block must be 'conv' (plain 3x3 convs) or 'dw' (depthwise-separable), got {block!r}")
     if num_points < 1:
         raise ValueError(f"num_points must be positive, got {num_points}")
     if not widths or any(w < 1 for w in widths):
@@ -177,8 +276,9 @@ def _check_config(num_points, input_size, widths, depths, pool_levels, pool, dec
 
 
 def count_macs(net: SmallNet) -> int:
-    """Multiply-accumulates of one forward pass at the net's input size (convs only;
-    pooling and activations are negligible)."""
+    """Multiply-accumulates of one forward pass of the deployed net at its input size (convs
+    only; pooling and activations are negligible)."""
+    net = net.deployed()
     macs = 0
 
     def hook(module: nn.Conv2d, _inp, out: torch.Tensor) -> None:
@@ -197,4 +297,7 @@ def count_macs(net: SmallNet) -> int:
 
 
 def count_params(net: nn.Module) -> int:
+    """Parameters of the deployed net (a re-parameterized net's branches are folded)."""
+    if isinstance(net, SmallNet):
+        net = net.deployed()
     return sum(p.numel() for p in net.parameters())

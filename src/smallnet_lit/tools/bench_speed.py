@@ -1,17 +1,23 @@
-"""CPU speed of SmallNet, per input size: single-face latency (batch 1, one thread) in
-PyTorch and ONNX Runtime (float and int8), and throughput at batch 32 (all threads).
+"""CPU latency of SmallNet models side by side with a peer model (PFLD-GhostOne's ONNX):
+ONNX Runtime, batch 1, one thread, float and int8, timed in one process and interleaved
+(each round runs every model once, in a shuffled order), so both see the same machine
+state. Prints each model's median and its ratio to the peer, and the CPU's vector extensions.
 
-    python -m smallnet_lit.tools.bench_speed [--model CKPT] [--sizes 128 160 224] [--repeats 200] [--width-mult 0.5]
-                                       [--widths 32 64 128 256] [--depths 1 2 2 2] [--neighbours 0] [--head-stride 8]
-                                       [--int8-accuracy FACES_DIR]
+    python -m smallnet_lit.tools.bench_speed [MODEL ...] [--arch widths=24,48,96,192 depths=1,2,2,2 block=dw ...]
+        [--peer ../shared/peers/PFLD_GhostOne_112.onnx] [--rounds 300] [--int8-accuracy FACES_DIR]
+        [--training] [--size 128]
 
-Without --model, the 68-point 300w_best configuration (4 stages, --widths, --depths,
---width-mult, --neighbours, --head-stride) is timed with random weights (speed does not depend on the weights). Network only: cropping and detection are not included."""
+MODEL: a shipped name or a checkpoint (its weights: int8 calibrated on --int8-accuracy's
+training faces when given). --arch: an architecture with random weights (speed does not
+depend on the weights; int8 calibrated on random crops), keys of SmallNet (`widths`,
+`depths`, `block`, `width_mult`, `head_stride`, `input_size`, `neighbours`, `reparam`) on
+top of the shipped default's network. Network only: cropping and detection are not included."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -20,84 +26,74 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smallnet_lit.inference.deploy import Deployable, export_onnx, export_onnx_int8
+from smallnet_lit.inference.deploy import export_onnx, export_onnx_int8
 from smallnet_lit.model.net import SmallNet, count_macs, count_params
 
-
-def _time(fn, repeats: int) -> list[float]:
-    for _ in range(max(5, repeats // 10)):  # warm-up
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
+DEFAULT_PEER = Path("../shared/peers/PFLD_GhostOne_112.onnx")
+VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
 
-def bench(net_kwargs: dict, size: int, repeats: int, state_dict=None) -> dict:
-    net = SmallNet(**{**net_kwargs, "input_size": size}).eval()
-    if state_dict is not None:
-        net.load_state_dict(state_dict)
-    model = Deployable(net)
-    x1 = torch.randn(1, 3, size, size)
-    x32 = torch.randn(32, 3, size, size)
+def cpu_description() -> str:
+    """The CPU's model name and the vector extensions that change ONNX Runtime's kernels."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU (no /proc/cpuinfo)"
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    present = [f for f in VECTOR_EXTENSIONS if f in flags]
+    kind = "AVX-512" if "avx512f" in flags else "AVX2-only" if "avx2" in flags else "no AVX2"
+    return f"{name}, {os.cpu_count()} cores, {kind} ({' '.join(present) or 'none of ' + ' '.join(VECTOR_EXTENSIONS)})"
+
+
+def session(path: Path):
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(net, Path(tmp) / "m.onnx", "ibug68" if net.num_points == 68 else "wflw98")
-        one = ort.SessionOptions()
-        one.intra_op_num_threads = one.inter_op_num_threads = 1
-        s1 = ort.InferenceSession(str(path), one, providers=["CPUExecutionProvider"])
-        sall = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        threads = torch.get_num_threads()
-        with torch.inference_mode():
-            torch.set_num_threads(1)
-            pt1 = _time(lambda: model(x1), repeats)
-            torch.set_num_threads(threads)
-            pt32 = _time(lambda: model(x32), max(10, repeats // 10))
-        ort1 = _time(lambda: s1.run(None, {"image": x1.numpy()}), repeats)
-        # int8 convolutions: calibrated on random crops here, which is enough for timing
-        # (accuracy needs real faces: smallnet-export --onnx-int8 --calibration DIR).
-        q_path = export_onnx_int8(
-            net,
-            Path(tmp) / "q.onnx",
-            "ibug68" if net.num_points == 68 else "wflw98",
-            np.random.randn(16, 3, size, size),
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def interleaved_latency(runs: dict[str, callable], rounds: int, seed: int = 0) -> dict[str, float]:
+    """Median seconds of each callable, run once per round in a shuffled order (after a
+    warm-up), so slow phases of the machine touch every model alike."""
+    order = list(runs)
+    rng = random.Random(seed)
+    for _ in range(max(5, rounds // 10)):
+        for name in order:
+            runs[name]()
+    times: dict[str, list[float]] = {name: [] for name in order}
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            t = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def peer_runner(path: Path):
+    if not path.is_file():
+        raise SystemExit(
+            f"peer model not found: {path} (PFLD-GhostOne's ONNX; give --peer PATH, or --peer none to time ours alone)"
         )
-        q1 = ort.InferenceSession(str(q_path), one, providers=["CPUExecutionProvider"])
-        ort_int8 = _time(lambda: q1.run(None, {"image": x1.numpy()}), repeats)
-        ort32 = _time(lambda: sall.run(None, {"image": x32.numpy()}), max(10, repeats // 10))
-    train_ips = training_images_per_second(net_kwargs, size)
-    train_nhwc_ips = training_images_per_second(net_kwargs, size, channels_last=True)
-    ms = lambda t: 1000 * statistics.median(t)  # noqa: E731
-    return {
-        "size": size,
-        "params_m": count_params(net) / 1e6,
-        "gmacs": count_macs(net) / 1e9,
-        "torch_b1_1t_ms": ms(pt1),
-        "ort_b1_1t_ms": ms(ort1),
-        "ort_int8_b1_1t_ms": ms(ort_int8),
-        "torch_b32_fps": 32 / statistics.median(pt32),
-        "ort_b32_fps": 32 / statistics.median(ort32),
-        "train_ips": train_ips,
-        "train_nhwc_ips": train_nhwc_ips,
-    }
+    s = session(path)
+    name = s.get_inputs()[0].name
+    shape = [d if isinstance(d, int) else 1 for d in s.get_inputs()[0].shape]
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    return lambda: s.run(None, {name: x})
 
 
-def training_images_per_second(
-    net_kwargs: dict, size: int, steps: int = 6, batch: int = 32, channels_last: bool = False
-) -> float:
-    """Forward + dual loss + backward + SGD step at batch 32 (network only, all threads),
-    in NCHW or (`channels_last`, as `model.channels_last=true` trains) NHWC layout."""
+def training_images_per_second(net: SmallNet, steps: int = 6, batch: int = 32) -> float:
+    """Forward + dual loss + backward + SGD step at batch 32, NHWC (as the faces68 recipes
+    train), all threads: the network's share of the training time."""
     from smallnet_lit.model.loss import DualLoss
 
-    net = SmallNet(**{**net_kwargs, "input_size": size}).train()
+    net = SmallNet(**net.config).train().to(memory_format=torch.channels_last)
     loss_fn = DualLoss()
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, 3, size, size)
-    if channels_last:
-        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    size = net.input_size
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     points = torch.rand(batch, net.num_points, 2) * size
 
     def step() -> None:
@@ -106,18 +102,19 @@ def training_images_per_second(
         loss.backward()
         opt.step()
 
-    return batch / statistics.median(_time(step, steps))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        return batch / interleaved_latency({"step": step}, steps)["step"]
+    finally:
+        torch.set_num_threads(threads)
 
 
-def int8_accuracy(net: SmallNet, folder: Path, calibration_faces: int = 200) -> dict[str, float]:
-    """NME of the float and the int8 ONNX model on the seeded validation split of an
-    iBUG-format folder (int8 calibrated on its training split), eval crops, ONNX Runtime."""
-    import onnxruntime as ort
-
+def int8_accuracy(net: SmallNet, folder: Path, paths: dict[str, Path]) -> dict[str, float]:
+    """NME of each ONNX file on the seeded validation split of an iBUG-format folder, eval crops."""
     from smallnet_lit.data.crop import CropConfig
     from smallnet_lit.data.faces import FaceDataset
     from smallnet_lit.data.ibug import IbugFaces
-    from smallnet_lit.inference.deploy import calibration_crops
     from smallnet_lit.model.landmarks import get_scheme
     from smallnet_lit.model.metrics import nme_per_face
 
@@ -132,78 +129,102 @@ def int8_accuracy(net: SmallNet, folder: Path, calibration_faces: int = 200) -> 
 
     truth = photo(torch.stack([it["points"] for it in items]))
     result = {"faces": len(items)}
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {
-            "float": export_onnx(net, Path(tmp) / "f.onnx", scheme.name),
-            "int8": export_onnx_int8(
-                net, Path(tmp) / "q.onnx", scheme.name, calibration_crops(folder, net.input_size, calibration_faces)
-            ),
-        }
-        for name, path in paths.items():
-            points = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
-            result[name] = nme_per_face(photo(points), truth, scheme.eye_corners).mean().item()
+    for name, path in paths.items():
+        points = session(path).run(None, {"image": x})[0]
+        result[name] = nme_per_face(photo(points), truth, scheme.eye_corners).mean().item()
     return result
+
+
+def parse_arch(items: list[str], base: dict) -> dict:
+    arch = dict(base)
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in base:
+            raise SystemExit(f"--arch {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(base))}")
+        if key in ("widths", "depths"):
+            arch[key] = [int(v) for v in value.split(",")]
+        elif key in ("block", "pool", "decode"):
+            arch[key] = value
+        elif key in ("reparam", "norm"):
+            arch[key] = value.lower() in ("1", "true", "yes")
+        elif key == "head_stride":
+            arch[key] = None if value in ("", "null", "none") else int(value)
+        else:
+            arch[key] = type(base[key])(value) if base[key] is not None else float(value)
+    return arch
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m smallnet_lit.tools.bench_speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, help="checkpoint whose architecture (and weights) to time")
-    p.add_argument("--sizes", type=int, nargs="+", help="input sizes (default: the model's, or 128 160 224)")
-    p.add_argument("--repeats", type=int, default=200)
-    p.add_argument("--width-mult", type=float, default=1.0, help="without --model: scale the channel widths")
-    p.add_argument(
-        "--widths", type=int, nargs=4, default=[32, 64, 128, 256], help="without --model: channels of the 4 stages"
-    )
-    p.add_argument(
-        "--depths", type=int, nargs=4, default=[1, 2, 2, 2], help="without --model: convs in each of the 4 stages"
-    )
-    p.add_argument("--neighbours", type=int, default=0, help="without --model: neighbour regression (SmallNet)")
-    p.add_argument(
-        "--head-stride", type=int, help="without --model: the head grid's stride (default: the last stage's)"
-    )
-    p.add_argument(
-        "--int8-accuracy", type=Path, help="with --model: NME of float vs int8 ONNX on this iBUG folder's val split"
-    )
+    p.add_argument("models", nargs="*", help="shipped names or checkpoints (default: every shipped model)")
+    p.add_argument("--arch", nargs="+", action="append", default=[], help="an architecture: KEY=VALUE ... (repeatable)")
+    p.add_argument("--peer", default=str(DEFAULT_PEER), help="the peer's ONNX, or 'none'")
+    p.add_argument("--rounds", type=int, default=300)
+    p.add_argument("--int8-accuracy", type=Path, help="also NME of float and int8 on this iBUG folder's val split")
+    p.add_argument("--training", action="store_true", help="also training throughput (batch 32, all threads)")
     args = p.parse_args(argv)
-    state = None
-    if args.model:
-        from smallnet_lit.inference.checkpoints import load_model
+    if args.rounds < 1:
+        p.error(f"--rounds must be positive, got {args.rounds}")
 
-        module = load_model(str(args.model))
-        kwargs, state = dict(module.hparams.net), module.net.state_dict()
-        sizes = args.sizes or [module.net.input_size]
-    else:
-        kwargs = {
-            "num_points": 68,
-            "widths": args.widths,
-            "depths": args.depths,
-            "neighbours": args.neighbours,
-            "head_stride": args.head_stride,
-            "norm": True,
-            "width_mult": args.width_mult,
-        }
-        sizes = args.sizes or [128, 160, 224]
+    from smallnet_lit.inference.checkpoints import WEIGHTS_DIR, load_model
+
+    nets: dict[str, SmallNet] = {}
+    names = args.models or ([] if args.arch else sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))
+    for name in names:
+        nets[name] = load_model(name).net.eval()
+    base = dict(next(iter(nets.values())).config if nets else load_model("smallnet_300w").net.config)
+    for i, items in enumerate(args.arch):
+        arch = parse_arch(items, base)
+        nets[" ".join(items) or f"arch{i}"] = SmallNet(**arch).eval()
+
+    torch.set_num_threads(1)
+    print(f"CPU: {cpu_description()}")
+    import onnxruntime as ort
+
+    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}; batch 1, one thread, median of {args.rounds}")
+    runs = {}
+    if args.peer != "none":
+        runs["peer"] = peer_runner(Path(args.peer))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, net) in enumerate(nets.items()):
+            scheme = "ibug68" if net.num_points == 68 else "wflw98"
+            size = net.input_size
+            if args.int8_accuracy and name in names:
+                from smallnet_lit.inference.deploy import calibration_crops
+
+                crops = calibration_crops(args.int8_accuracy, size)
+            else:  # random weights: the ranges do not matter for timing
+                crops = np.random.default_rng(0).standard_normal((16, 3, size, size)).astype(np.float32)
+            paths = {
+                "float": export_onnx(net, Path(tmp) / f"{i}.onnx", scheme),
+                "int8": export_onnx_int8(net, Path(tmp) / f"{i}_q.onnx", scheme, crops),
+            }
+            x = np.random.default_rng(1).standard_normal((1, 3, size, size)).astype(np.float32)
+            for kind, path in paths.items():
+                s = session(path)
+                runs[f"{name} {kind}"] = lambda s=s, x=x: s.run(None, {"image": x})
+            accuracy = int8_accuracy(net, args.int8_accuracy, paths) if args.int8_accuracy and name in names else {}
+            rows.append((name, net, accuracy))
+        median = interleaved_latency(runs, args.rounds)
+    peer = median.get("peer")
+    if peer:
+        print(f"peer {args.peer}: {1000 * peer:.2f} ms")
     print(
-        f"CPU: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"onnxruntime {__import__('onnxruntime').__version__}, numpy {np.__version__}"
+        "model | params | GMACs | float ms (x peer) | int8 ms (x peer)"
+        + (" | NME float / int8" if args.int8_accuracy else "")
     )
-    print(f"net: {kwargs}")
-    print(
-        "size  params  GMACs  torch b1 1-thread  ORT b1 1-thread  ORT int8 b1  torch b32  ORT b32  training b32  (NHWC)"
-    )
-    if args.int8_accuracy and args.model:
-        acc = int8_accuracy(module.net, args.int8_accuracy)
-        print(
-            f"NME on {acc['faces']} validation faces of {args.int8_accuracy}: float {100 * acc['float']:.2f}%, "
-            f"int8 {100 * acc['int8']:.2f}%"
-        )
-    for size in sizes:
-        r = bench(kwargs, size, args.repeats, state if args.model and size == sizes[0] else None)
-        print(
-            f"{r['size']:>4}  {r['params_m']:5.2f}M  {r['gmacs']:5.3f}  {r['torch_b1_1t_ms']:14.2f} ms  "
-            f"{r['ort_b1_1t_ms']:12.2f} ms  {r['ort_int8_b1_1t_ms']:8.2f} ms  {r['torch_b32_fps']:6.0f}/s  {r['ort_b32_fps']:6.0f}/s  "
-            f"{r['train_ips']:9.0f}/s  {r['train_nhwc_ips']:5.0f}/s"
-        )
+    for name, net, accuracy in rows:
+        cells = []
+        for kind in ("float", "int8"):
+            ms = 1000 * median[f"{name} {kind}"]
+            cells.append(f"{ms:.2f} ms" + (f" ({median[f'{name} {kind}'] / peer:.2f}x)" if peer else ""))
+        line = f"{name} | {count_params(net) / 1e6:.2f} M | {count_macs(net) / 1e9:.3f} | {cells[0]} | {cells[1]}"
+        if accuracy:
+            line += f" | {100 * accuracy['float']:.2f}% / {100 * accuracy['int8']:.2f}% ({accuracy['faces']} faces)"
+        if args.training:
+            line += f" | training {training_images_per_second(net):.0f} faces/s"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
