@@ -226,3 +226,13 @@ def test_reparameterized_exports_are_folded(tmp_path):
         isinstance(m, torch.jit.RecursiveScriptModule) and m.original_name == "RepConv" for m in scripted.modules()
     )
     torch.testing.assert_close(scripted(x)[0], expected, atol=1e-3, rtol=0)
+
+
+def test_reparameterized_net_trains_in_channels_last():
+    """NHWC training (model.channels_last) of the branches; torch 2.13 crashed on a strided 1x1 conv of 3 channels."""
+    net = SmallNet(num_points=4, input_size=64, widths=[8, 16, 24], depths=[2, 2, 1], reparam=True, norm=True)
+    net = net.to(memory_format=torch.channels_last).train()
+    x = torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    out = net.forward_maps(x)
+    (out.scores.sum() + out.offsets.sum()).backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)

@@ -194,15 +194,18 @@ class RepConv(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         super().__init__()
-        self.kernel, self.groups = kernel, groups
+        self.kernel, self.groups, self.stride = kernel, groups, stride
         self.main = _conv_bn(cin, cout, kernel, stride, groups)
-        self.scale = _conv_bn(cin, cout, 1, stride, groups) if kernel > 1 else None
+        # The 1x1 branch runs at stride 1 on the strided input (the same samples as a strided
+        # 1x1 conv): torch 2.13's strided 1x1 conv crashes in NHWC backward for 3 or 8 channels.
+        self.scale = _conv_bn(cin, cout, 1, 1, groups) if kernel > 1 else None
         self.identity = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.main(x)
         if self.scale is not None:
-            y = y + self.scale(x)
+            s = self.stride
+            y = y + self.scale(x[:, :, ::s, ::s] if s > 1 else x)
         if self.identity is not None:
             y = y + self.identity(x)
         return y
