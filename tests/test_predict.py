@@ -421,3 +421,20 @@ def test_contact_sheet_and_sigma_circles(checkpoint, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         predict_main([*args, "--contact-sheet", "--no-overlays"])
     assert exit_.value.code == 2
+
+
+def test_a_photo_stored_sideways_is_predicted_as_displayed(checkpoint, tmp_path):
+    """EXIF orientation 6 (a portrait phone photo stored turned): the points are those of the upright face."""
+    from PIL import Image
+
+    import smallnet_lit as sl
+
+    truth = synthetic_photo(tmp_path / "upright.png")
+    upright = cv2.imread(str(tmp_path / "upright.png"))[..., ::-1]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the viewer turns the stored pixels 90 deg clockwise
+    Image.fromarray(np.rot90(upright, 1).copy()).save(tmp_path / "sideways.png", exif=exif)
+    model = sl.load(checkpoint)
+    box = np.array([[*truth.min(0), *truth.max(0)]])
+    expected = model(tmp_path / "upright.png", boxes=box)[0].points
+    np.testing.assert_allclose(model(tmp_path / "sideways.png", boxes=box)[0].points, expected, atol=1e-4)

@@ -180,3 +180,20 @@ def test_bad_input_errors_carry_file_and_line_as_fields(tmp_path):
         read_pts(tmp_path / "c.pts")
     assert (err.value.path, err.value.line, err.value.what) == (tmp_path / "c.pts", 4, "expected 'x y', got '3 x'")
     assert str(err.value) == f"{tmp_path / 'c.pts'}:4: expected 'x y', got '3 x'"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_images_are_read_as_displayed_by_their_exif_orientation(tmp_path, orientation):
+    """Phone photos are stored sideways with an EXIF tag: read what a viewer shows (Pillow's exif_transpose)."""
+    from PIL import Image, ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    with Image.open(tmp_path / "photo.png") as im:
+        displayed = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    image = read_image(tmp_path / "photo.png")
+    assert image.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(image, displayed)
+    assert image.shape == ((30, 20, 3) if orientation >= 5 else (20, 30, 3))

@@ -25,9 +25,10 @@ def image_beside(path: Path) -> Path | None:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """The image at `path` as (H, W, 3) uint8 RGB. Greyscale is repeated to three
-    channels, alpha is dropped, 16-bit is scaled to 8. Raises BadInputError for missing,
-    empty, truncated or undecodable files."""
+    """The image at `path` as (H, W, 3) uint8 RGB, the way a viewer shows it: turned by its
+    EXIF orientation (phone photos are often stored sideways with a tag that says so).
+    Greyscale is repeated to three channels, alpha is dropped, 16-bit is scaled to 8.
+    Raises BadInputError for missing, empty, truncated or undecodable files."""
     path = Path(path)
     if not path.is_file():
         raise BadInputError.at(path, None, "image not found")
@@ -42,6 +43,10 @@ def read_image(path: str | Path) -> np.ndarray:
         raise BadInputError.at(path, None, "not a readable image (corrupt, truncated or not an image format)")
     if _looks_truncated(data, path):
         raise BadInputError.at(path, None, "JPEG data is truncated (the file ends before the image does)")
+    return _displayed(_to_rgb(image), _exif_orientation(data))
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         image = (image / 257.0).round().astype(np.uint8)
     elif image.dtype != np.uint8:
@@ -71,3 +76,32 @@ def _looks_truncated(data: np.ndarray, path: Path) -> bool:
     except (OSError, SyntaxError, ValueError):
         return True
     return False
+
+
+# EXIF orientation tag -> how to turn the stored pixels into the displayed ones (EXIF 2.3).
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],  # mirrored
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1],  # mirrored upside down
+    5: lambda a: a.transpose(1, 0, 2),  # transposed
+    6: lambda a: np.rot90(a, -1),  # stored turned 90 deg anticlockwise: turn clockwise
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),  # transversed
+    8: lambda a: np.rot90(a, 1),  # stored turned 90 deg clockwise: turn anticlockwise
+}
+
+
+def _exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation (1-8) of an encoded image; 1 when it has none or cannot say."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # no EXIF block, or one Pillow cannot parse: the pixels as stored
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
+def _displayed(image: np.ndarray, orientation: int) -> np.ndarray:
+    turn = _ORIENTATIONS.get(orientation)
+    return image if turn is None else np.ascontiguousarray(turn(image))
