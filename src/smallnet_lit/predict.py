@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from smallnet_lit.data.errors import BadInputError
@@ -59,7 +60,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--contact-sheet is made of the overlays: drop --no-overlays")
     if args.min_face < 1:
         p.error(f"--min-face must be at least 1 pixel, got {args.min_face}")
+    missing = [str(path) for path in args.inputs if not path.exists()]
+    if missing:  # a typo must not cost the results of an earlier run in --out
+        p.error(f"input not found: {', '.join(missing)}")
+    if problem := output_folder_problem(args.out):
+        p.error(f"--out {args.out}: {problem}")
     return args
+
+
+def output_folder_problem(out: Path) -> str | None:
+    """Why `out` cannot take the outputs (a file, a path under a file, not writable), or
+    None; creates the folder. Checked before the model is loaded."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except FileExistsError:
+        return "is a file, not a folder"
+    except NotADirectoryError:
+        return "lies under a file, not a folder"
+    except OSError as e:
+        return f"cannot write there ({e.strerror or e})"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

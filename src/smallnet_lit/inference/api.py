@@ -30,6 +30,8 @@ class Landmarker:
         min_face: int = 40,
         detector: str = DEFAULT_DETECTOR,
     ) -> None:
+        if isinstance(min_face, bool) or not isinstance(min_face, int | np.integer) or min_face < 1:
+            raise ValueError(f"min_face is the smallest face to look for, in pixels (an integer >= 1), got {min_face!r}")
         self.predictor = LandmarkPredictor(model, device)
         self.detector = make_detector(detector, min_face)
 
@@ -45,8 +47,13 @@ class Landmarker:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}")
         if boxes is None:
-            boxes = self.detector(rgb)
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+            boxes = np.asarray(self.detector(rgb), np.float64).reshape(-1, 4)
+        else:
+            boxes = np.asarray(boxes, np.float64)
+            if boxes.ndim == 1 and boxes.size == 4:  # one box
+                boxes = boxes[None]
+            if boxes.ndim != 2 or boxes.shape[1] != 4:
+                raise ValueError(f"boxes must be (N, 4) rows of x_min y_min x_max y_max, got shape {boxes.shape}")
         for box in boxes:
             if problem := box_problem(box, rgb.shape):
                 raise ValueError(f"box {box.tolist()}: {problem}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import csv
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -190,7 +191,8 @@ def read_boxes(path: str | Path) -> dict[str, np.ndarray]:
             for box in items:
                 boxes.setdefault(name, []).append(_box(box, path, None))
     else:
-        with open(path, newline="") as f:
+        # utf-8-sig: spreadsheets save CSV with a byte-order mark before the header
+        with open(path, newline="", encoding="utf-8-sig") as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
                 if not row or (lineno == 1 and row[0].strip().lower() in ("image", "name", "file")):
                     continue
@@ -199,7 +201,50 @@ def read_boxes(path: str | Path) -> dict[str, np.ndarray]:
                         f"{path}:{lineno}: expected image,x_min,y_min,x_max,y_max, got {len(row)} fields"
                     )
                 boxes.setdefault(row[0].strip(), []).append(_box(row[1:], path, lineno))
+    if not boxes:
+        raise BadInputError(f"{path}: no boxes in the file (expected image,x_min,y_min,x_max,y_max lines or a JSON object)")
     return {k: np.array(v, dtype=np.float64) for k, v in boxes.items()}
+
+
+class BoxLookup:
+    """--boxes entries found by the path a user would write for an input: its name relative
+    to the folder given, the path `predictions.jsonl` prints, an absolute path, `./` prefixes,
+    another case, or any trailing part of the path (`sub/b.jpg` for photos/sub/b.jpg); video
+    frames as `<video path>:<frame>`. Remembers which entries were used, so the ones that
+    matched no input can be listed."""
+
+    def __init__(self, boxes: dict[str, np.ndarray]) -> None:
+        self.boxes = boxes
+        self.used: set[str] = set()
+        self._by_parts: dict[tuple[str, ...], list[str]] = {}
+        for key in boxes:
+            self._by_parts.setdefault(_key_parts(key), []).append(key)
+
+    def get(self, path: Path, name: str, frame: int | None = None) -> np.ndarray | None:
+        suffix = "" if frame is None else f":{frame}"
+        for exact in (name + suffix, str(path) + suffix):
+            if exact in self.boxes:
+                self.used.add(exact)
+                return self.boxes[exact]
+        full = _key_parts(os.path.abspath(path) + suffix)
+        # The longest trailing part of the path that names an entry: the most specific one.
+        for start in range(len(full)):
+            keys = self._by_parts.get(full[start:])
+            if keys:
+                self.used.update(keys)
+                return np.concatenate([self.boxes[k] for k in keys])
+        return None
+
+    def unused(self) -> list[str]:
+        return [k for k in self.boxes if k not in self.used]
+
+
+def _key_parts(key: str) -> tuple[str, ...]:
+    """A box key as lower-case path parts (`./`, `\\` and case do not matter); an absolute key
+    keeps its root so that it only matches the whole path."""
+    key = key.strip().replace("\\", "/")
+    parts = [p for p in key.split("/") if p not in ("", ".")]
+    return tuple(([""] if key.startswith("/") else []) + [p.lower() for p in parts])
 
 
 def _box(values, path: Path, lineno: int | None) -> list[float]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ from tqdm import tqdm
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.images import IMAGE_SUFFIXES, read_image
-from smallnet_lit.inference.detect import box_iou, make_detector, read_boxes
+from smallnet_lit.inference.detect import BoxLookup, box_iou, make_detector, read_boxes
 from smallnet_lit.inference.plots import contact_sheet, draw_landmarks
 from smallnet_lit.inference.predictor import (
     FaceLandmarks,
@@ -26,6 +27,7 @@ from smallnet_lit.inference.smoothing import make_smoother
 
 log = logging.getLogger("smallnet_lit.predict")
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
 SHEET_IMAGES = 48  # overlays per contact sheet (6 x 8 tiles)
 MAX_PIXELS = 80_000_000  # refuse decompression bombs before they eat the memory
 
@@ -38,8 +40,9 @@ class PredictionWriter:
         self.args = args
         self.predictor = LandmarkPredictor(args.model)
         self.detector = make_detector(args.detector, args.min_face)
-        self.boxes = read_boxes(args.boxes) if args.boxes else None
+        self.boxes = BoxLookup(read_boxes(args.boxes)) if args.boxes else None
         self.failures: list[str] = []
+        self.video_outputs: set[Path] = set()
         self.sheet_tiles: list[tuple[np.ndarray, str]] = []
         self.sheets = 0
         args.out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,7 @@ class PredictionWriter:
     def run(self, inputs: list[Path]) -> list[str]:
         """Every image (progress bar), then every video, of the inputs; returns the
         messages of the inputs that could not be read. Closes the JSON lines file."""
-        files = expand(inputs)
+        files = expand(inputs, skip=self.args.out)
         images = [(f, name) for f, name in files if f.suffix.lower() not in VIDEO_SUFFIXES]
         try:
             for f, name in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
@@ -72,17 +75,24 @@ class PredictionWriter:
                     self.video(f, name)
         finally:
             self.close()
+        if self.boxes is not None and (unused := self.boxes.unused()):
+            self.failures.append(
+                f"{self.args.boxes}: {len(unused)} entr{'y' if len(unused) == 1 else 'ies'} matched no input: "
+                + ", ".join(unused)
+            )
         return self.failures
 
-    def given_boxes(self, name: str, path: Path) -> np.ndarray | None:
-        """--boxes entries by the image's relative name, else by its file name."""
-        found = self.boxes.get(name)
-        return found if found is not None else self.boxes.get(path.name)
+    def fail(self, message: str, record: dict | None = None) -> None:
+        """An input or output that did not come through: logged, kept for the exit code."""
+        self.failures.append(message)
+        if record is not None:
+            self.write({**record, "error": message})
+        log.warning("%s", message)
 
     def faces_in(self, image: np.ndarray, name: str, path: Path) -> tuple[list[FaceLandmarks], list[dict]]:
         """Faces, and the given boxes that cannot give landmarks (with why)."""
         if self.boxes is not None:
-            boxes = self.given_boxes(name, path)
+            boxes = self.boxes.get(path, name)
             boxes = np.zeros((0, 4)) if boxes is None else boxes
         else:
             boxes = self.detector(image)
@@ -104,9 +114,7 @@ class PredictionWriter:
             check_size(path)
             image = read_image(path)
         except (BadInputError, OSError) as e:
-            self.failures.append(str(e))
-            self.write({"image": str(path), "error": str(e)})
-            log.warning("skipped: %s", e)
+            self.fail(f"skipped: {e}", {"image": str(path)})
             return
         faces, rejected = self.faces_in(image, name, path)
         if not faces:
@@ -122,8 +130,15 @@ class PredictionWriter:
                 sigma = f.sigma if self.args.sigma else None
                 overlay = draw_landmarks(overlay, f.points, scheme=self.predictor.scheme, sigma=sigma)
             out = self.args.out / "overlays" / overlay_name(name)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out), overlay[..., ::-1])
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                written = cv2.imwrite(str(out), overlay[..., ::-1])
+            except (OSError, cv2.error) as e:
+                written, why = False, str(e)
+            else:
+                why = "name too long, folder not writable or disk full"
+            if not written:
+                self.fail(f"{path}: overlay not written to {out} ({why})")
             if self.args.contact_sheet:
                 self.sheet_tiles.append((overlay, f"{name} ({len(faces)})"))
                 if len(self.sheet_tiles) == SHEET_IMAGES:
@@ -133,24 +148,24 @@ class PredictionWriter:
         cap = cv2.VideoCapture(str(path))
         ok, frame = cap.read() if cap.isOpened() else (False, None)
         if not ok:
-            msg = f"{path}: not a readable video (no frame could be decoded)"
-            self.failures.append(msg)
-            self.write({"video": str(path), "error": msg})
-            log.warning("skipped: %s", msg)
+            self.fail(f"skipped: {path}: not a readable video (no frame could be decoded)", {"video": str(path)})
             return
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         writer = None
         if not self.args.no_overlays:
-            out = self.args.out / f"{Path(name).with_suffix('')}_landmarks.mp4"
+            out = self.video_output(name)
             out.parent.mkdir(parents=True, exist_ok=True)
             writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+            if not writer.isOpened():
+                self.fail(f"{path}: overlay video not written to {out} (cannot open it for writing)")
+                writer = None
         tracks: list[dict] = []
         index = 0
         with tqdm(total=total, desc=path.name, unit="frame") as bar:
             while ok:
                 rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                faces = self.track(rgb, tracks, index, 1.0 / fps, path.name)
+                faces = self.track(rgb, tracks, index, 1.0 / fps, path, name)
                 self.write({"video": str(path), "frame": index, "faces": [f.to_json() for f in faces]})
                 if writer is not None:
                     overlay = rgb
@@ -164,15 +179,33 @@ class PredictionWriter:
         cap.release()
         if writer is not None:
             writer.release()
+        if total and index < total:
+            self.fail(
+                f"{path}: video truncated or damaged: {index} of its {total} frames could be decoded "
+                f"(predictions written for those {index})",
+                {"video": str(path), "frames": index},
+            )
 
-    def track(self, rgb: np.ndarray, tracks: list[dict], index: int, dt: float, name: str) -> list[FaceLandmarks]:
+    def video_output(self, name: str) -> Path:
+        """<name>_landmarks.mp4; a second video of the same stem (clip.avi beside clip.mp4)
+        keeps its suffix in the name (clip_avi_landmarks.mp4) instead of overwriting."""
+        stem = Path(name).with_suffix("")
+        out = self.args.out / f"{stem}_landmarks.mp4"
+        if out in self.video_outputs:
+            out = self.args.out / f"{stem}_{Path(name).suffix.lstrip('.').lower()}_landmarks.mp4"
+        self.video_outputs.add(out)
+        return out
+
+    def track(
+        self, rgb: np.ndarray, tracks: list[dict], index: int, dt: float, path: Path, name: str
+    ) -> list[FaceLandmarks]:
         """Detect every few frames; in between, crop where each face's landmarks were."""
         if self.boxes is not None:  # given boxes ("<video name>:<frame>") start or reset tracks
-            boxes = self.boxes.get(f"{name}:{index}")
+            boxes = self.boxes.get(path, name, frame=index)
             if boxes is not None:
                 for box in boxes:
                     if problem := box_problem(box, rgb.shape):
-                        log.warning("%s frame %d: box %s rejected: %s", name, index, np.round(box, 2).tolist(), problem)
+                        log.warning("%s frame %d: box %s rejected: %s", path, index, np.round(box, 2).tolist(), problem)
                 boxes = np.array([b for b in boxes if box_problem(b, rgb.shape) is None]).reshape(-1, 4)
         elif index % self.args.redetect_every == 0 or not tracks:
             boxes = self.detector(rgb)
@@ -207,14 +240,28 @@ def check_size(path: Path) -> None:
         )
 
 
-def expand(inputs: list[Path]) -> list[tuple[Path, str]]:
+def expand(inputs: list[Path], skip: Path | None = None) -> list[tuple[Path, str]]:
     """Files to read, each with its name in the outputs: the path relative to the folder
-    given (so sub/a.jpg and sub2/a.jpg stay apart), or its file name for a file given."""
+    given (so sub/a.jpg and sub2/a.jpg stay apart), or its file name for a file given.
+    Folders are walked through their symbolic links (each real folder once, so a link loop
+    ends), leaving out `skip` (the output folder: its overlays are not inputs)."""
     files = []
+    skip_real = os.path.realpath(skip) if skip is not None else None
     for p in inputs:
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES})
-            files += [(f, f.relative_to(p).as_posix()) for f in found]
+            found = []
+            seen: set[str] = set()
+            for folder, subfolders, names in os.walk(p, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen or real == skip_real:
+                    subfolders[:] = []
+                    continue
+                seen.add(real)
+                subfolders.sort()
+                found += [Path(folder) / n for n in names if Path(n).suffix.lower() in MEDIA_SUFFIXES]
+            if not found:
+                log.warning("%s: no images or videos in this folder", p)
+            files += sorted((f, f.relative_to(p).as_posix()) for f in found)
         else:
             files.append((p, p.name))
     return files
