@@ -172,6 +172,8 @@ def test_killed_cache_build_leaves_no_half_cache_and_old_caches_are_pruned(ibug_
     first = [d for d in cache_dir.iterdir()]
     assert len(first) == 1 and (first[0] / "index.json").is_file()
     os.utime(first[0] / "index.json", (1, 1))  # long unused
+    # its reader is gone: only a lease of a process that died is left (ignored)
+    (first[0] / f"in-use.{os.getpid()}").rename(first[0] / "in-use.999999")
     # another cache, with a limit smaller than both: the older one goes, the new one stays
     IbugFaces(ibug_root, include=["afw/**"], cache=CacheConfig(dir=str(cache_dir), max_gb=1e-9))
     left = [d for d in cache_dir.iterdir()]
@@ -221,3 +223,57 @@ def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, 
         assert detected["all/nme"] < 0.15
     with pytest.raises(ValueError, match="crop_from must be"):
         run_eval(make_cfg, tmp_path / "bad", "smallnet_300w", ["data=ibug300w", f"data.root={folder}", "crop_from=x"])
+
+
+def test_pruning_never_deletes_a_cache_another_run_reads(ibug_root, tmp_path):
+    """Run A reads its cache while run B, with a tiny data.cache.max_gb, builds another one."""
+    import subprocess
+    import sys
+
+    cache_dir = tmp_path / "cache"
+    reader = (
+        "import sys\n"
+        "from smallnet_lit.data.ibug import IbugFaces\n"
+        f"faces = IbugFaces({str(ibug_root)!r}, cache={{'dir': {str(cache_dir)!r}}})\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "print(sum(faces.load(i).image.size > 0 for i in range(len(faces))), flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    run_a = subprocess.Popen(
+        [sys.executable, "-c", reader], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert run_a.stdout.readline().strip() == "ready"
+        (cache_a,) = list(cache_dir.iterdir())
+        os.utime(cache_a / "index.json", (1, 1))  # the least recently used one
+        IbugFaces(ibug_root, include=["afw/**"], cache=CacheConfig(dir=str(cache_dir), max_gb=1e-9))
+        assert cache_a.is_dir()  # in use by run A: kept though over the limit
+        out, _ = run_a.communicate("go\n", timeout=60)
+    finally:
+        run_a.kill()
+    assert run_a.returncode == 0 and int(out.split()[-1]) > 0
+
+
+@pytest.mark.parametrize("config", ["train", "eval"])
+def test_runs_started_in_the_same_second_get_their_own_run_dirs(config):
+    """The run dir holds the process id beside the time: two evals of one second keep both metrics.json."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from smallnet_lit.training.config import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose(config_name=config, return_hydra_config=True)
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+    assert run_dir.endswith(f"_{os.getpid()}")
+
+
+def test_the_cache_size_limit_is_a_config_key():
+    from hydra import compose, initialize_config_dir
+
+    from smallnet_lit.training.config import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["+experiment=faces68", "data.cache.max_gb=5"])
+    assert cfg.data.cache.max_gb == 5

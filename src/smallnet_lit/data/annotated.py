@@ -8,6 +8,7 @@ small JPEG crops instead of full photos.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -148,8 +149,10 @@ class AnnotatedFaces(FaceSource):
         if not (folder / "index.json").is_file():
             _remove_stale_temps(folder.parent)
             _build_cache(folder, records, self.cache, self._check_on_image, self.name)
+            _take_lease(folder)
             _prune(folder.parent, self.cache.max_gb, keep=folder)
         else:
+            _take_lease(folder)
             os.utime(folder / "index.json")  # recently used: pruned last
         cache = CropCache(folder)
         kept = []
@@ -253,8 +256,29 @@ def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
 
 
+LEASE_MARK = "in-use."
+
+
+def _take_lease(folder: Path) -> None:
+    """Mark the cache as read by this process (`in-use.<pid>`, removed at exit) so that no
+    other run's pruning deletes it while this one (or its loader workers) reads it."""
+    lease = folder / f"{LEASE_MARK}{os.getpid()}"
+    lease.touch()
+    atexit.register(lambda: lease.unlink(missing_ok=True))
+
+
+def _in_use(folder: Path) -> bool:
+    """A live process holds a lease on the cache (leases of processes that died are ignored)."""
+    for lease in folder.glob(f"{LEASE_MARK}*"):
+        pid = lease.name[len(LEASE_MARK) :]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            return True
+    return False
+
+
 def _prune(cache_dir: Path, max_gb: float, keep: Path) -> None:
-    """Delete the least recently used caches until the folder fits in `max_gb`; log its size."""
+    """Delete the least recently used caches until the folder fits in `max_gb`, except the
+    ones that a running process reads; log its size."""
     caches = [d for d in cache_dir.iterdir() if (d / "index.json").is_file()]
     caches.sort(key=lambda d: (d / "index.json").stat().st_mtime)
     sizes = {d: _folder_bytes(d) for d in caches}
@@ -262,7 +286,7 @@ def _prune(cache_dir: Path, max_gb: float, keep: Path) -> None:
     for d in caches:
         if total <= max_gb * 1e9:
             break
-        if d != keep:
+        if d != keep and not _in_use(d):
             shutil.rmtree(d, ignore_errors=True)
             total -= sizes[d]
             log.info("removed the least recently used face cache %s (limit %.1f GB)", d.name, max_gb)

@@ -39,6 +39,8 @@ OmegaConf.register_new_resolver("smallnet_root", project_root, replace=True)
 OmegaConf.register_new_resolver("smallnet_cache", user_cache_dir, replace=True)
 # ${smallnet_mul:2,${model.net.input_size}}: sizes that follow another value (the crop cache).
 OmegaConf.register_new_resolver("smallnet_mul", lambda *factors: math.prod(factors), replace=True)
+# ${smallnet_pid:} in run dirs: two runs started in the same second get folders of their own.
+OmegaConf.register_new_resolver("smallnet_pid", lambda: str(os.getpid()), replace=True)
 
 
 def plain(cfg: DictConfig | Any) -> Any:
