@@ -263,3 +263,29 @@ def test_sweep_scripts_parse_and_skip_finished_runs(tmp_path):
         text=True,
     )
     assert out.returncode == 0 and out.stdout.strip() == "skip A (done)"
+
+
+def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, capsys):
+    header = "epoch,step,train/loss,val/nme,val/fr,val/auc\n"
+    done = tmp_path / "sweep" / "0"
+    (done / "csv").mkdir(parents=True)
+    (done / "csv" / "metrics.csv").write_text(header + "0,10,1.0,0.0900,0.1,0.2\n1,20,0.9,0.0700,0.0,0.3\n")
+    (done / "train.log").write_text("... best checkpoint: x.ckpt\n")
+    writing = tmp_path / "sweep" / "1"
+    (writing / "csv").mkdir(parents=True)
+    # the last row is being written: its val/nme 0.0612 is cut to 0
+    (writing / "csv" / "metrics.csv").write_text(header + "0,10,1.0,0.0800,0.0,0.2\n1,20,0.9,0")
+    crashed = tmp_path / "sweep" / "2"
+    (crashed / "csv").mkdir(parents=True)
+    (crashed / "csv" / "metrics.csv").write_text(header + "0,10,1.0,0.0850,0.0,0.2\n1,20,0.9,0.08,0.0\n")
+    (crashed / "train.log").write_text("Error executing job with overrides: []\nTraceback ...\n")
+    evaluation = tmp_path / "sweep" / "eval"  # an eval run dir: no epochs, not a training run
+    (evaluation / "csv").mkdir(parents=True)
+    (evaluation / "csv" / "metrics.csv").write_text("test/nme,test/fr\n0.05,0.0\n")
+    runs = {Path(r.name).name: r for r in collect_local(tmp_path / "sweep")}
+    assert set(runs) == {"0", "1", "2"}
+    assert runs["1"].best == pytest.approx(0.08) and runs["1"].status == "running"
+    assert runs["0"].status == "finished" and runs["2"].status == "failed"
+    assert runs["2"].best == pytest.approx(0.085)  # its short row is left out
+    assert compare_main([str(tmp_path / "sweep")]) == 0
+    assert "running" in capsys.readouterr().out

@@ -31,7 +31,9 @@ class Landmarker:
         detector: str = DEFAULT_DETECTOR,
     ) -> None:
         if isinstance(min_face, bool) or not isinstance(min_face, int | np.integer) or min_face < 1:
-            raise ValueError(f"min_face is the smallest face to look for, in pixels (an integer >= 1), got {min_face!r}")
+            raise ValueError(
+                f"min_face is the smallest face to look for, in pixels (an integer >= 1), got {min_face!r}"
+            )
         self.predictor = LandmarkPredictor(model, device)
         self.detector = make_detector(detector, min_face)
 

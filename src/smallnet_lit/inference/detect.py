@@ -202,7 +202,9 @@ def read_boxes(path: str | Path) -> dict[str, np.ndarray]:
                     )
                 boxes.setdefault(row[0].strip(), []).append(_box(row[1:], path, lineno))
     if not boxes:
-        raise BadInputError(f"{path}: no boxes in the file (expected image,x_min,y_min,x_max,y_max lines or a JSON object)")
+        raise BadInputError(
+            f"{path}: no boxes in the file (expected image,x_min,y_min,x_max,y_max lines or a JSON object)"
+        )
     return {k: np.array(v, dtype=np.float64) for k, v in boxes.items()}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,24 +28,61 @@ class Run:
     overrides: list[str]
     metrics: dict[str, float]
     curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val/nme)
+    status: str = "finished"  # finished | running | failed | stopped
 
     @property
     def best(self) -> float:
         return self.metrics.get("val/nme_best", math.inf)
 
 
+RUNNING_WITHIN_S = 600  # a log written to this recently: the run is taken as still running
+
+
+def complete_rows(log: Path) -> list[dict[str, str]]:
+    """The rows of a CSV log that were written whole: a run still writing (or killed while
+    writing) leaves a last line cut short, whose `0.05` may read as `0`."""
+    text = log.read_text()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    rows = []
+    for row in csv.DictReader(lines):
+        if None in row or any(v is None for v in row.values()):
+            continue  # more or fewer fields than the header
+        try:
+            values = [float(v) for v in row.values() if v not in ("", None)]
+        except ValueError:
+            continue
+        if all(math.isfinite(v) for v in values):
+            rows.append(row)
+    return rows
+
+
+def run_status(run_dir: Path, metrics: dict[str, float], log: Path) -> str:
+    train_log = run_dir / "train.log"
+    text = train_log.read_text(errors="replace") if train_log.is_file() else ""
+    if "test/nme" in metrics or "best checkpoint:" in text:
+        return "finished"
+    if "Error executing job" in text or "Traceback" in text:
+        return "failed"
+    return "running" if time.time() - log.stat().st_mtime < RUNNING_WITHIN_S else "stopped"
+
+
 def read_local_run(run_dir: Path) -> Run | None:
-    """A Hydra run dir with a CSV log; metrics at the epoch of the best val/nme."""
+    """A Hydra training run dir with a CSV log; metrics at the epoch of the best val/nme,
+    from the rows written whole. Folders of other kinds (eval runs) give None."""
     log = run_dir / "csv" / "metrics.csv"
     if not log.is_file():
         return None
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    rows = list(csv.DictReader(log.open()))
+    rows = complete_rows(log)
+    if rows and "epoch" not in rows[0]:
+        return None  # not a training log
     curve, best_row = [], None
     for row in rows:
         if row.get("val/nme"):
-            curve.append((int(row["epoch"]), float(row["val/nme"])))
+            curve.append((int(float(row["epoch"])), float(row["val/nme"])))
             if best_row is None or float(row["val/nme"]) < float(best_row["val/nme"]):
                 best_row = row
     metrics = {}
@@ -53,7 +91,7 @@ def read_local_run(run_dir: Path) -> Run | None:
         metrics["val/nme_best"] = metrics["val/nme"]
     for row in rows:  # test metrics come once, after fitting
         metrics.update({k: float(row[k]) for k in ("test/nme", "test/fr", "test/auc") if row.get(k)})
-    return Run(str(run_dir), list(overrides or []), metrics, curve)
+    return Run(str(run_dir), list(overrides or []), metrics, curve, run_status(run_dir, metrics, log))
 
 
 def collect_local(root: Path) -> list[Run]:
@@ -76,13 +114,16 @@ def collect_wandb(project: str, group: str | None = None) -> list[Run]:
 
 
 def table(runs: list[Run]) -> str:
-    lines = [f"{'#':>3}  {'val/nme_best':>12}  {'val/fr':>7}  {'val/auc':>7}  {'test/nme':>8}  overrides"]
+    lines = [
+        f"{'#':>3}  {'val/nme_best':>12}  {'val/fr':>7}  {'val/auc':>7}  {'test/nme':>8}  {'status':>8}  overrides"
+    ]
     for i, r in enumerate(runs, 1):
         m = r.metrics
         cells = [m.get("val/nme_best"), m.get("val/fr"), m.get("val/auc"), m.get("test/nme")]
         txt = [f"{v:.4f}" if v is not None else "-" for v in cells]
         lines.append(
-            f"{i:>3}  {txt[0]:>12}  {txt[1]:>7}  {txt[2]:>7}  {txt[3]:>8}  {' '.join(r.overrides) or '(none)'}"
+            f"{i:>3}  {txt[0]:>12}  {txt[1]:>7}  {txt[2]:>7}  {txt[3]:>8}  {r.status:>8}  "
+            f"{' '.join(r.overrides) or '(none)'}"
         )
     return "\n".join(lines)
 
@@ -96,9 +137,9 @@ def write_outputs(runs: list[Run], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "comparison.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run", *METRICS, "overrides"])
+        w.writerow(["run", *METRICS, "status", "overrides"])
         for r in runs:
-            w.writerow([r.name, *[r.metrics.get(k, "") for k in METRICS], " ".join(r.overrides)])
+            w.writerow([r.name, *[r.metrics.get(k, "") for k in METRICS], r.status, " ".join(r.overrides)])
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     for i, r in enumerate(runs, 1):
         if r.curve:
