@@ -277,3 +277,73 @@ def test_the_cache_size_limit_is_a_config_key():
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["+experiment=faces68", "data.cache.max_gb=5"])
     assert cfg.data.cache.max_gb == 5
+
+
+def test_weights_of_another_network_are_refused_in_one_line(make_cfg, checkpoint):  # noqa: F811
+    """The tiny checkpoint has 68 points and widths 8-16-16; the run wants 98 points and 8-16-24."""
+    for key in ("ckpt_path", "init_from"):
+        cfg = make_cfg([f"{key}={checkpoint}", "model.net.widths=[8,16,24]", "debug=fdr"])
+        with pytest.raises(BadInputError, match=r"network differs") as err:
+            train(cfg)
+        message = str(err.value)
+        assert "\n" not in message and "num_points 98 here vs 68 there" in message
+        assert "widths [8, 16, 24] here vs [8, 16, 16] there" in message
+
+
+def test_zero_epochs_is_refused_before_any_work(make_cfg):
+    with pytest.raises(ValueError, match="max_epochs must be at least 1"):
+        train(make_cfg(["trainer.max_epochs=0"]))
+
+
+def test_an_interrupt_in_the_first_epoch_leaves_last_ckpt(make_cfg, tmp_path):
+    """Ctrl-C before the first epoch ends: last.ckpt is written, so the run can resume."""
+    import lightning as L
+
+    class CtrlC(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 2:
+                raise KeyboardInterrupt
+
+    from smallnet_lit.training import instantiate
+
+    cfg = make_cfg(["data.train_samples_per_epoch=64"])
+    original = instantiate.callbacks_from
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("smallnet_lit.train.callbacks_from", lambda c: [*original(c), CtrlC()])
+        with pytest.raises(SystemExit):
+            train(cfg)
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_export_makes_its_folders_and_checks_its_arguments_first(checkpoint, tmp_path):  # noqa: F811
+    from smallnet_lit.export import main as export_main
+
+    out = tmp_path / "new" / "dir" / "m.onnx"
+    assert export_main([str(checkpoint), "--onnx", str(out)]) == 0 and out.is_file()
+    (tmp_path / "file").write_text("x")
+    for args in (
+        ["--onnx", str(tmp_path / "file" / "m.onnx")],  # its folder would be under a file
+        ["--torchscript", str(tmp_path)],  # a folder, not a file name
+        ["--onnx-int8", str(tmp_path / "q.onnx"), "--calibration", str(tmp_path), "--calibration-faces", "0"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            export_main([str(checkpoint), *args])
+        assert exit_.value.code == 2
+
+
+def test_when_every_annotation_is_bad_the_error_says_no_face_is_left(ibug_root, tmp_path):
+    for pts in ibug_root.rglob("*.pts"):
+        pts.write_text("not a pts file\n")
+    for on_bad_sample in ("error", "skip"):
+        with pytest.raises(BadInputError, match="no usable faces left") as err:
+            IbugFaces(ibug_root, on_bad_sample=on_bad_sample, cache={"dir": str(tmp_path / "c")})
+        assert "on_bad_sample=skip" not in str(err.value)
+
+
+def test_a_torchscript_export_given_as_a_checkpoint_is_named(checkpoint, tmp_path):  # noqa: F811
+    import smallnet_lit as sl
+    from smallnet_lit.inference.deploy import export_torchscript
+
+    scripted = export_torchscript(load_model(checkpoint).net, tmp_path / "m.pt")
+    with pytest.raises(BadInputError, match="a TorchScript export, for deployment"):
+        sl.load(scripted)

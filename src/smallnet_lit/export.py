@@ -39,6 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --onnx PATH, --torchscript PATH, --onnx-int8 PATH and/or --slim PATH")
     if args.onnx_int8 and not args.calibration:
         p.error("--onnx-int8 needs --calibration FACES_DIR (iBUG-format faces; their training split is used)")
+    if args.calibration_faces < 1:
+        p.error(f"--calibration-faces must be at least 1, got {args.calibration_faces}")
+    # Output folders are made (or refused) before the model is loaded and int8 calibrated.
+    for option in ("onnx", "torchscript", "slim", "onnx_int8"):
+        out = getattr(args, option)
+        if out is None:
+            continue
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            p.error(f"--{option.replace('_', '-')} {out}: cannot make its folder ({e.strerror or e})")
+        if out.is_dir():
+            p.error(f"--{option.replace('_', '-')} {out}: is a folder; give a file name")
     from smallnet_lit.inference.checkpoints import load_model
 
     try:

@@ -9,7 +9,8 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from smallnet_lit.inference.checkpoints import read_checkpoint, resolve_model
+from smallnet_lit.data.errors import BadInputError
+from smallnet_lit.inference.checkpoints import network_difference, read_checkpoint, resolve_model
 from smallnet_lit.training.config import config_dir, plain
 from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
 from smallnet_lit.training.reporting import finish, loggers_from, report_test
@@ -19,13 +20,16 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; return all logged metrics."""
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
+        raise ValueError(f"trainer.max_epochs must be at least 1 (or -1: no limit), got {max_epochs}")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = datamodule_from(cfg.data)
     model = model_from(cfg.model)
     if cfg.get("init_from"):
         start_from(model, cfg.init_from)
-    if cfg.get("ckpt_path"):
-        read_checkpoint(cfg.ckpt_path)  # a clear error for a missing or corrupt file, before any work
+    if cfg.get("ckpt_path"):  # a clear error for a missing, corrupt or other network's file, before any work
+        check_network(model, read_checkpoint(cfg.ckpt_path), f"ckpt_path={cfg.ckpt_path}")
     loggers = loggers_from(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks_from(cfg.get("callbacks")), logger=loggers
@@ -58,8 +62,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def start_from(model: L.LightningModule, weights: str) -> None:
     """Load the weights of a checkpoint or a shipped model's name (fine-tuning, warm restarts)."""
     path = resolve_model(weights)
-    model.load_state_dict(read_checkpoint(path)["state_dict"])
+    ckpt = read_checkpoint(path)
+    check_network(model, ckpt, f"init_from={weights}")
+    model.load_state_dict(ckpt["state_dict"])
     log.info("starting from the weights of %s", path)
+
+
+def check_network(model: L.LightningModule, ckpt: dict, what: str) -> None:
+    """Refuse, in one line, weights of another network (other point count, widths, ...)."""
+    theirs = ckpt["hyper_parameters"].get("net", {})
+    if diff := network_difference(dict(model.hparams.net), dict(theirs)):
+        raise BadInputError(f"{what}: the checkpoint's network differs from this run's: {diff}")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

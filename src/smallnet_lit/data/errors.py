@@ -62,6 +62,8 @@ class ProblemLog:
         shown = "\n  ".join(str(p) for p in self.problems[:50])
         more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
         summary = f"{self.source}: {len(self.problems)} bad sample(s), {kept} good"
+        if kept == 0:  # skipping would leave nothing to train or evaluate on: say so now
+            raise BadInputError(f"{summary}: no usable faces left:\n  {shown}{more}")
         if self.on_bad_sample == "error":
             raise BadInputError(
                 f"{summary}:\n  {shown}{more}\n(set data.on_bad_sample=skip to leave them out and use the rest)"

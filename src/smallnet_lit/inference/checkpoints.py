@@ -3,6 +3,8 @@ that names the file when it is missing, corrupt or not one of ours."""
 
 from __future__ import annotations
 
+import inspect
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if _is_torchscript(path):
+        raise BadInputError(
+            f"{path}: a TorchScript export, for deployment (torch.jit.load); give the checkpoint (.ckpt) "
+            "it was exported from, its ONNX export (.onnx) or a shipped model's name"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # pickle, zip and EOF errors of a corrupt or cut-off file
@@ -46,6 +53,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold code/ and constants.pkl beside the data a checkpoint has."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_model(ckpt_path: str | Path, device: str = "cpu") -> LandmarkModule:
     """A LandmarkModule in eval mode from a checkpoint (full or slim) or a shipped model's name."""
     ckpt = read_checkpoint(resolve_model(ckpt_path))
@@ -55,3 +71,24 @@ def load_model(ckpt_path: str | Path, device: str = "cpu") -> LandmarkModule:
     except (TypeError, RuntimeError, ValueError) as e:
         raise BadInputError(f"{ckpt_path}: checkpoint does not match this version of SmallNet ({e})") from None
     return model.to(device).eval()
+
+
+# The network settings that decide the shapes of the weights.
+NETWORK_KEYS = (
+    "num_points", "input_size", "widths", "depths", "width_mult", "block", "reparam",
+    "norm", "delta_per_axis", "neighbours", "pool_levels", "head_stride",
+)  # fmt: skip
+
+
+def network_difference(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """What differs between two SmallNet configs, in one line ("num_points 68 vs 98; ..."),
+    for weights that do not fit; '' when the shape-deciding settings agree."""
+    from smallnet_lit.model.net import SmallNet
+
+    defaults = {k: v.default for k, v in inspect.signature(SmallNet).parameters.items()}
+    diffs = []
+    for key in NETWORK_KEYS:
+        a, b = ours.get(key, defaults.get(key)), theirs.get(key, defaults.get(key))
+        if (list(a) if isinstance(a, list | tuple) else a) != (list(b) if isinstance(b, list | tuple) else b):
+            diffs.append(f"{key} {a} here vs {b} there")
+    return "; ".join(diffs)

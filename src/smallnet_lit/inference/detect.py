@@ -215,9 +215,12 @@ class BoxLookup:
     frames as `<video path>:<frame>`. Remembers which entries were used, so the ones that
     matched no input can be listed."""
 
-    def __init__(self, boxes: dict[str, np.ndarray]) -> None:
+    def __init__(self, boxes: dict[str, np.ndarray], inputs: list[tuple[Path, str]] = ()) -> None:
+        """inputs: every (path, name) of the run: an entry that names one of them exactly
+        (its name relative to the folder given, or its path) is that input's alone."""
         self.boxes = boxes
         self.used: set[str] = set()
+        self._owned = {key for path, name in inputs for key in (name, str(path)) if key in boxes}
         self._by_parts: dict[tuple[str, ...], list[str]] = {}
         for key in boxes:
             self._by_parts.setdefault(_key_parts(key), []).append(key)
@@ -231,7 +234,7 @@ class BoxLookup:
         full = _key_parts(os.path.abspath(path) + suffix)
         # The longest trailing part of the path that names an entry: the most specific one.
         for start in range(len(full)):
-            keys = self._by_parts.get(full[start:])
+            keys = [k for k in self._by_parts.get(full[start:], []) if k not in self._owned]
             if keys:
                 self.used.update(keys)
                 return np.concatenate([self.boxes[k] for k in keys])

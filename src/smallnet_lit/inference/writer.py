@@ -40,7 +40,8 @@ class PredictionWriter:
         self.args = args
         self.predictor = LandmarkPredictor(args.model)
         self.detector = make_detector(args.detector, args.min_face)
-        self.boxes = BoxLookup(read_boxes(args.boxes)) if args.boxes else None
+        self.boxes_given = read_boxes(args.boxes) if args.boxes else None
+        self.boxes: BoxLookup | None = None
         self.failures: list[str] = []
         self.video_outputs: set[Path] = set()
         self.sheet_tiles: list[tuple[np.ndarray, str]] = []
@@ -66,6 +67,8 @@ class PredictionWriter:
         """Every image (progress bar), then every video, of the inputs; returns the
         messages of the inputs that could not be read. Closes the JSON lines file."""
         files = expand(inputs, skip=self.args.out)
+        if self.boxes_given is not None:
+            self.boxes = BoxLookup(self.boxes_given, files)
         images = [(f, name) for f, name in files if f.suffix.lower() not in VIDEO_SUFFIXES]
         try:
             for f, name in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
