@@ -64,3 +64,19 @@ def test_uncertainty_calibration_of_a_true_gaussian():
     assert cal["within_2_sigma"] == pytest.approx(cal["expected_within_2_sigma"], abs=0.005)
     assert cal["spearman_sigma_error"] > 0.4
     assert uncertainty_calibration(errors, rng.permutation(sigma))["spearman_sigma_error"] == pytest.approx(0, abs=0.01)
+
+
+def test_yaw_report_counts_each_face_in_its_bin_per_source():
+    import numpy as np
+
+    from smallnet_lit.training.evaluate import yaw_report
+
+    yaws = np.array([5.0, 29.9, 30.0, 45.0, 61.0, np.nan])
+    nme = np.array([0.02, 0.03, 0.05, 0.07, 0.2, 0.04])
+    groups = np.array([0, 0, 1, 1, 1, 0])
+    r = yaw_report(yaws, nme, groups, ["a", "b"], "val", 0.1)
+    assert r["val/yaw_0_30/faces"] == 2 and r["val/yaw_30_60/faces"] == 2 and r["val/yaw_60_90/faces"] == 1
+    assert r["val/yaw_30+/faces"] == 3 and r["val/yaw_30+/nme"] == pytest.approx((0.05 + 0.07 + 0.2) / 3)
+    assert r["val/yaw_30+/fr"] == pytest.approx(1 / 3)
+    assert r["val/a/yaw_30+/faces"] == 0 and np.isnan(r["val/a/yaw_30+/nme"])
+    assert r["val/b/yaw_0_30/faces"] == 0 and r["val/b/yaw_30+/faces"] == 3

@@ -210,6 +210,10 @@ def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, 
     result, out = run_eval(make_cfg, tmp_path / "eval", "smallnet_300w", ["data=ibug300w", f"data.root={folder}"])
     assert json.loads((out / "metrics.json").read_text())["faces"] == 12
     assert 0 < result["all/nme"] < 0.1
+    # per yaw bin (the shared mean 3D face fitted to the annotations): every face in one bin
+    assert sum(result[f"all/yaw_{b}/faces"] for b in ("0_30", "30_60", "60_90")) == 12
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(0 <= r["yaw"] <= 90 for r in rows)
     # from a detector's boxes, as smallnet-predict crops: found faces + misses = all
     for detector, least_found in (("haar", 7), ("mtcnn", 11)):
         detected, out = run_eval(

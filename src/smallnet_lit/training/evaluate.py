@@ -22,7 +22,7 @@ from smallnet_lit.inference.detect import DETECTORS, DetectedFaces, make_detecto
 from smallnet_lit.inference.plots import plot_ced
 from smallnet_lit.model.metrics import FaceAlignmentMetrics, uncertainty_calibration
 from smallnet_lit.model.module import LandmarkModule
-from smallnet_lit.training.hard_faces import CRITERIA, face_difficulty, hard_flags
+from smallnet_lit.training.hard_faces import CRITERIA, face_difficulty, hard_flags, yaw_bin_flags
 from smallnet_lit.training.instantiate import datamodule_from
 from smallnet_lit.training.reporting import loggers_from
 
@@ -112,6 +112,35 @@ def model_and_data(cfg: DictConfig):
     return model, datamodule
 
 
+def face_yaws(source, num_points: int, mean_face_path: str | None) -> np.ndarray | None:
+    """|yaw| in degrees of every face from its annotated points (nan where the 3D fit
+    fails); None for schemes other than 68 points or without the mean face file."""
+    from smallnet_lit.data.profiling import head_yaw, load_mean_face
+
+    if num_points != 68 or not mean_face_path or not Path(mean_face_path).is_file():
+        log.info(
+            "no yaw bins: %s", "68-point faces only" if num_points != 68 else f"no mean 3D face at {mean_face_path}"
+        )
+        return None
+    mean_face = load_mean_face(mean_face_path)
+    return np.array([head_yaw(source.load(i).points, mean_face) for i in range(len(source))])
+
+
+def yaw_report(
+    yaws: np.ndarray, per_face: np.ndarray, groups: np.ndarray, sources: list[str], split: str, fr_threshold: float
+) -> dict[str, float]:
+    """NME, FR and face count per yaw bin, over all faces and per source."""
+    result = {}
+    parts = {"": np.ones(len(yaws), bool)} | {f"{name}/": groups == g for g, name in enumerate(sources)}
+    for prefix, in_part in parts.items():
+        for name, flag in yaw_bin_flags(yaws).items():
+            faces = per_face[flag & in_part]
+            result[f"{split}/{prefix}{name}/faces"] = int(len(faces))
+            result[f"{split}/{prefix}{name}/nme"] = float(faces.mean()) if len(faces) else float("nan")
+            result[f"{split}/{prefix}{name}/fr"] = float((faces > fr_threshold).mean()) if len(faces) else float("nan")
+    return result
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     model, datamodule = model_and_data(cfg)
     if cfg.get("decode"):
@@ -149,6 +178,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     for row, d, i in zip(rows, difficulty, range(len(rows)), strict=True):
         row["difficulty"] = {k: round(v, 3) for k, v in vars(d).items()}
         row["hard"] = [c for c in CRITERIA if flags[c][i]]
+    groups = torch.cat(metrics.groups).numpy()
+    yaws = face_yaws(dataset.source, model.scheme.num_points, cfg.get("mean_face"))
+    if yaws is not None:
+        result.update(
+            yaw_report(yaws, per_face, groups, datamodule.source_names(cfg.split), cfg.split, cfg.fr_threshold)
+        )
+        for row, yaw in zip(rows, yaws, strict=True):
+            row["yaw"] = None if np.isnan(yaw) else round(float(yaw), 1)
     out = Path(cfg.paths.output_dir)
     (out / "metrics.json").write_text(
         json.dumps(
@@ -159,7 +196,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     curves = {"all": per_face, "hard (pose, size, blur)": per_face[flags["hard"]]}
-    groups = torch.cat(metrics.groups).numpy()
+    if yaws is not None and (yaws >= 30).any():
+        curves["yaw >= 30 deg"] = per_face[yaws >= 30]
     for g, name in enumerate(datamodule.source_names(cfg.split)):
         if (groups == g).any():
             curves[name] = per_face[groups == g]

@@ -82,3 +82,19 @@ def face_difficulty(source: FaceSource, index: int) -> Difficulty:
         photo_points = sample.points @ sample.to_photo[:, :2].T + sample.to_photo[:, 2]
     iod = float(np.linalg.norm(photo_points[scheme.eye_corners[0]] - photo_points[scheme.eye_corners[1]]))
     return Difficulty(yaw_asymmetry(sample.points, scheme), iod, sharpness(sample.image, sample.points))
+
+
+# Head-yaw bins of the large-pose report (degrees, from the ground truth's 3D fit).
+YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
+
+
+def yaw_bin_names() -> list[str]:
+    return [f"yaw_{lo:g}_{hi:g}" for lo, hi in YAW_BINS] + [f"yaw_{YAW_BINS[1][0]:g}+"]
+
+
+def yaw_bin_flags(yaws: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean (N,) flags of each yaw bin and of every face above 30 deg (`yaw_30+`);
+    faces whose fit failed (nan) are in none."""
+    flags = {f"yaw_{lo:g}_{hi:g}": (yaws >= lo) & (yaws < hi if hi < 90 else yaws <= hi) for lo, hi in YAW_BINS}
+    flags[f"yaw_{YAW_BINS[1][0]:g}+"] = yaws >= YAW_BINS[1][0]
+    return flags

@@ -1,0 +1,98 @@
+"""Face profiling: the 3D fit, the turned face and its labels, and the command that writes a
+profiled iBUG folder. The mean 3D face here is the synthetic renderer's template (no shared data)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from smallnet_lit.data.ibug import IbugFaces
+from smallnet_lit.data.profiling import ProfilingError, fit_pose, load_mean_face, profile_face
+from smallnet_lit.data.synthetic import template_3d
+from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
+from smallnet_lit.tools.profile_faces import main as profile_main
+from tests.helpers.faces import SHARED_DATA, write_ibug
+
+
+@pytest.fixture
+def mean_face_file(tmp_path):
+    face = template_3d()[WFLW98_TO_IBUG68] / 2  # template: half eye distances, y down
+    face[:, 1] *= -1  # the file's convention: y up
+    path = tmp_path / "mean_face_68.txt"
+    np.savetxt(path, face)
+    return path
+
+
+def _project(face, yaw, pitch=0.0, scale=60.0, centre=(100.0, 110.0)):
+    import cv2
+
+    rot = cv2.Rodrigues(np.array([[math.radians(pitch)], [math.radians(yaw)], [0.0]]))[0]
+    return scale * (face @ rot.T)[:, :2] + centre, rot
+
+
+@pytest.mark.parametrize("yaw", [-50.0, -20.0, 0.0, 35.0])
+def test_the_fit_recovers_scale_and_pose_of_a_projected_face(mean_face_file, yaw):
+    face = load_mean_face(mean_face_file)
+    points, rot = _project(face, yaw, pitch=10.0)
+    fit = fit_pose(points, face)
+    assert fit.residual < 1e-3 and fit.scale == pytest.approx(60.0, rel=1e-3)
+    np.testing.assert_allclose(fit.rotation, rot, atol=1e-3)
+    assert abs(fit.yaw_pitch_roll[0]) == pytest.approx(abs(yaw), abs=0.5)
+
+
+def test_faces_that_cannot_be_fitted_are_refused_with_the_reason(mean_face_file):
+    face = load_mean_face(mean_face_file)
+    points, _ = _project(face, 0.0)
+    with pytest.raises(ProfilingError, match="too small"):
+        fit_pose(points * 0.1, face)
+    line = np.stack([np.linspace(0, 200, 68), np.linspace(0, 100, 68)], 1)
+    with pytest.raises(ProfilingError, match="line"):
+        fit_pose(line, face)
+    scrambled = np.random.default_rng(0).permutation(points)
+    with pytest.raises(ProfilingError, match="far from any pose"):
+        fit_pose(scrambled, face)
+    with pytest.raises(ProfilingError, match="68 finite"):
+        fit_pose(points[:60], face)
+
+
+def test_a_turned_face_has_the_new_yaw_and_its_far_jaw_on_the_outline(mean_face_file):
+    face = load_mean_face(mean_face_file)
+    points, _ = _project(face, 5.0)
+    image = np.random.default_rng(0).integers(0, 255, (220, 200, 3), dtype=np.uint8)
+    turned = profile_face(image, points, face, yaw_delta=40.0)
+    assert turned.image.shape == image.shape and turned.points.shape == (68, 2)
+    assert turned.yaw == pytest.approx(fit_pose(points, face).yaw_pitch_roll[0] + 40.0, abs=1.0)
+    assert not np.array_equal(turned.image, image)
+    # The labels other than the jaw are the projected turned points: refitting them gives the yaw.
+    refit = fit_pose(turned.points, face)
+    assert refit.yaw_pitch_roll[0] > 20
+    again = profile_face(image, points, face, yaw_delta=40.0)
+    np.testing.assert_array_equal(again.points, turned.points)  # deterministic
+
+
+def test_profile_faces_writes_an_ibug_folder_of_training_faces_only(mean_face_file, tmp_path):
+    source = write_ibug(tmp_path / "src", n_photos=10, faces_per_photo=1, size=160)
+    out = tmp_path / "profiled"
+    args = [str(source), str(out), "--mean-face", str(mean_face_file), "--copies", "2", "--contact-sheet", "4"]
+    assert profile_main(args) == 0
+    summary = json.loads((out / "profiling.json").read_text())
+    train = IbugFaces(source, split="train")
+    assert summary["faces"] == len(train) and summary["profiled_images"] + 2 * summary["skipped"] == 2 * len(train)
+    profiled = IbugFaces(out)  # a source data=faces68 can take
+    assert len(profiled) == summary["profiled_images"] > 0
+    val_stems = {p.stem for p in (source).rglob("*.pts")} - {r.image_path.stem for r in train.records}
+    assert not any(r.image_path.stem.rsplit("_p", 1)[0] in val_stems for r in profiled.records)
+    assert (out / "contact_sheet.jpg").is_file()
+    first = (out / "profiling.json").read_text()
+    assert profile_main(args) == 0 and (out / "profiling.json").read_text() == first  # seeded
+    pts = sorted(out.rglob("*.pts"))[0].read_text()
+    assert profile_main(args) == 0 and sorted(out.rglob("*.pts"))[0].read_text() == pts
+
+
+@pytest.mark.shared_data
+def test_the_shared_mean_face_fits_real_faces_closely():
+    face = load_mean_face(SHARED_DATA / "3d" / "mean_face_68.txt")
+    faces = IbugFaces(SHARED_DATA / "300w-train", include=["afw/**"])
+    residuals = [fit_pose(r.points, face).residual for r in faces.records[:50]]
+    assert np.median(residuals) < 0.08
