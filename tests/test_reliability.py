@@ -207,7 +207,10 @@ def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, 
     for pts in sorted((SHARED_DATA / "300w-train" / "afw").glob("*.pts"))[:12]:
         for suffix in (".pts", ".jpg"):
             shutil.copy(pts.with_suffix(suffix), folder / pts.with_suffix(suffix).name)
-    result, out = run_eval(make_cfg, tmp_path / "eval", "smallnet_300w", ["data=ibug300w", f"data.root={folder}"])
+    mean_face = f"mean_face={SHARED_DATA / '3d' / 'mean_face_68.txt'}"
+    result, out = run_eval(
+        make_cfg, tmp_path / "eval", "smallnet_300w", ["data=ibug300w", f"data.root={folder}", mean_face]
+    )
     assert json.loads((out / "metrics.json").read_text())["faces"] == 12
     assert 0 < result["all/nme"] < 0.1
     # per yaw bin (the shared mean 3D face fitted to the annotations): every face in one bin
