@@ -7,6 +7,7 @@ smallnet-export CKPT [--onnx model.onnx] [--torchscript model.pt] [--slim small.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -34,11 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--onnx-int8", type=Path, help="ONNX with int8 convolutions (needs --calibration)")
     p.add_argument("--calibration", type=Path, help="iBUG-format face folder whose training faces calibrate int8")
     p.add_argument("--calibration-faces", type=int, default=200)
+    p.add_argument(
+        "--error-calibration",
+        type=Path,
+        help="with --slim: store this error_calibration.json (written by eval) for predicted_nme",
+    )
     args = p.parse_args(argv)
     if not (args.onnx or args.torchscript or args.slim or args.onnx_int8):
         p.error("give --onnx PATH, --torchscript PATH, --onnx-int8 PATH and/or --slim PATH")
     if args.onnx_int8 and not args.calibration:
         p.error("--onnx-int8 needs --calibration FACES_DIR (iBUG-format faces; their training split is used)")
+    error_calibration = None
+    if args.error_calibration:
+        if not args.slim:
+            p.error("--error-calibration is stored in a --slim checkpoint: give --slim PATH")
+        try:
+            error_calibration = json.loads(args.error_calibration.read_text())
+            float(error_calibration["a"]), float(error_calibration["b"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            p.error(f"--error-calibration {args.error_calibration}: not an eval error_calibration.json ({e})")
     if args.calibration_faces < 1:
         p.error(f"--calibration-faces must be at least 1, got {args.calibration_faces}")
     # Output folders are made (or refused) before the model is loaded and int8 calibrated.
@@ -59,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, BadInputError) as e:
         log.error("%s", e)
         return 2
+    stored = module.hparams.get("error_calibration")
+    metadata = {"error_calibration": json.dumps(stored)} if stored else None
     if args.onnx:
-        log.info("wrote %s", export_onnx(module.net, args.onnx, module.scheme.name))
+        log.info("wrote %s", export_onnx(module.net, args.onnx, module.scheme.name, metadata=metadata))
     if args.torchscript:
         log.info("wrote %s", export_torchscript(module.net, args.torchscript))
     if args.slim:
-        log.info("wrote %s", export_slim(args.checkpoint, args.slim, args.decode))
+        log.info("wrote %s", export_slim(args.checkpoint, args.slim, args.decode, error_calibration))
     if args.onnx_int8:
         try:
             crops = calibration_crops(args.calibration, module.net.input_size, args.calibration_faces)
@@ -72,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("calibration faces: %s", e)
             return 2
         log.info("calibrating int8 on %d training faces of %s", len(crops), args.calibration)
-        log.info("wrote %s", export_onnx_int8(module.net, args.onnx_int8, module.scheme.name, crops))
+        log.info("wrote %s", export_onnx_int8(module.net, args.onnx_int8, module.scheme.name, crops, metadata))
     return 0
 
 

@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")
     p.add_argument("--redetect-every", type=int, default=10, help="video: run the detector every N frames")
+    p.add_argument(
+        "--max-predicted-nme",
+        type=float,
+        metavar="X",
+        help="leave out faces whose predicted NME is above X (e.g. 0.08); they are listed under uncertain_faces",
+    )
     p.add_argument("--no-overlays", action="store_true", help="write JSON only")
     p.add_argument("--sigma", action="store_true", help="overlays: a circle of each point's predicted sigma")
     p.add_argument(
@@ -58,6 +64,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--redetect-every must be at least 1, got {args.redetect_every}")
     if args.contact_sheet and args.no_overlays:
         p.error("--contact-sheet is made of the overlays: drop --no-overlays")
+    if args.max_predicted_nme is not None and not 0 < args.max_predicted_nme < 1:
+        p.error(
+            f"--max-predicted-nme is an NME (a fraction of the eye distance, e.g. 0.08), got {args.max_predicted_nme}"
+        )
     if args.min_face < 1:
         p.error(f"--min-face must be at least 1 pixel, got {args.min_face}")
     missing = [str(path) for path in args.inputs if not path.exists()]

@@ -41,7 +41,10 @@ class Deployable(nn.Module):
         return self.net.decode(self.net.forward_maps(image))
 
 
-def export_onnx(net: SmallNet, path: Path, scheme: str, opset: int = 18) -> Path:
+def export_onnx(
+    net: SmallNet, path: Path, scheme: str, opset: int = 18, metadata: dict[str, str] | None = None
+) -> Path:
+    """metadata: more entries for the ONNX metadata (e.g. error_calibration, as JSON)."""
     import onnx
 
     model = Deployable(net)
@@ -57,14 +60,16 @@ def export_onnx(net: SmallNet, path: Path, scheme: str, opset: int = 18) -> Path
         dynamo=False,
     )
     proto = onnx.load(str(path))
-    for key, value in {"scheme": scheme, "input_size": str(net.input_size)}.items():
+    for key, value in {"scheme": scheme, "input_size": str(net.input_size), **(metadata or {})}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
     return path
 
 
-def export_onnx_int8(net: SmallNet, path: Path, scheme: str, calibration: np.ndarray) -> Path:
+def export_onnx_int8(
+    net: SmallNet, path: Path, scheme: str, calibration: np.ndarray, metadata: dict[str, str] | None = None
+) -> Path:
     """ONNX with int8 convolutions (ONNX Runtime static quantization, QDQ, per-channel
     weights), activation ranges calibrated on `calibration` (N, 3, S, S) normalized crops.
     The head conv and the decoding stay float: quantizing them costs far more accuracy
@@ -88,7 +93,7 @@ def export_onnx_int8(net: SmallNet, path: Path, scheme: str, calibration: np.nda
 
     with tempfile.TemporaryDirectory() as tmp:
         plain, prepared = Path(tmp) / "float.onnx", Path(tmp) / "prepared.onnx"
-        export_onnx(net, plain, scheme)
+        export_onnx(net, plain, scheme, metadata=metadata)
         # auto_merge: the symbolic shape inference otherwise gives up on the Resize of a head
         # grid finer than the last stage (model.net.head_stride).
         with _working_directory(tmp):  # its shape inference may leave files in the cwd
@@ -109,7 +114,8 @@ def export_onnx_int8(net: SmallNet, path: Path, scheme: str, calibration: np.nda
         )
     proto = onnx.load(str(path))
     present = {p.key for p in proto.metadata_props}
-    for key, value in {"scheme": scheme, "input_size": str(net.input_size), "quantization": "int8"}.items():
+    entries = {"scheme": scheme, "input_size": str(net.input_size), "quantization": "int8", **(metadata or {})}
+    for key, value in entries.items():
         if key not in present:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -138,7 +144,7 @@ def export_torchscript(net: SmallNet, path: Path) -> Path:
     return path
 
 
-def export_slim(checkpoint: Path, path: Path, decode: str | None = None) -> Path:
+def export_slim(checkpoint: Path, path: Path, decode: str | None = None, error_calibration: dict | None = None) -> Path:
     """Weights and hyperparameters only (no optimizer or loop state): the file that ships
     with the package; `LandmarkModule.load_from_checkpoint` reads it as usual."""
     full = read_checkpoint(resolve_model(checkpoint))
@@ -151,6 +157,8 @@ def export_slim(checkpoint: Path, path: Path, decode: str | None = None) -> Path
     }
     if decode is not None:  # how the shipped model decodes by default
         hparams["net"] = {**hparams["net"], "decode": decode}
+    if error_calibration is not None:  # predicted_nme of every face (model.uncertainty)
+        hparams["error_calibration"] = error_calibration
     slim["hyper_parameters"] = hparams
     torch.save(slim, path)
     return path

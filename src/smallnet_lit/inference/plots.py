@@ -77,6 +77,35 @@ def draw_landmarks(
     return out
 
 
+# predicted NME -> overlay colour (RGB): trustworthy, doubtful, likely wrong
+ERROR_COLOURS = ((0.05, (0, 220, 0)), (0.08, (255, 190, 0)), (float("inf"), (255, 40, 40)))
+
+
+def error_colour(predicted_nme: float | None) -> tuple[int, int, int]:
+    if predicted_nme is None:
+        return (0, 255, 0)
+    return next(colour for limit, colour in ERROR_COLOURS if predicted_nme <= limit)
+
+
+def draw_predicted_error(image: np.ndarray, points: np.ndarray, predicted_nme: float) -> np.ndarray:
+    """Writes "~3.2%" (the face's predicted NME) above its points, in its error colour."""
+    import cv2
+
+    points = np.asarray(points, np.float64)
+    extent = float(np.ptp(points, axis=0).max())
+    scale = max(0.35, extent / 250)
+    thickness = max(1, round(scale * 2))
+    text = f"NME~{100 * predicted_nme:.1f}%"
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    x = int(np.clip(points[:, 0].min(), 0, max(0, image.shape[1] - w)))
+    y = int(np.clip(points[:, 1].min() - 0.15 * extent, h + 2, image.shape[0] - 2))
+    cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(
+        image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, error_colour(predicted_nme), thickness, cv2.LINE_AA
+    )
+    return image
+
+
 def contact_sheet(tiles: list[tuple[np.ndarray, str]], columns: int = 6, size: int = 240) -> np.ndarray:
     """One RGB image of many: each (image, caption) fitted into a size x size cell (aspect
     kept, on dark grey) with its caption below, in rows of `columns`."""

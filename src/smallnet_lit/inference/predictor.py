@@ -3,6 +3,7 @@ SmallNet (PyTorch checkpoint or exported ONNX model), map points back to photo p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.faces import FaceSample, to_tensor
 from smallnet_lit.inference.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
 from smallnet_lit.model.landmarks import LandmarkScheme, get_scheme
+from smallnet_lit.model.uncertainty import face_uncertainty, predicted_nme
 
 
 @dataclass
@@ -22,6 +24,9 @@ class FaceLandmarks:
     points: np.ndarray  # (K, 2) photo pixels
     sigma: np.ndarray  # (K,) predicted standard deviation, photo pixels
     confidence: np.ndarray  # (K,) peak cell probability
+    # The model's estimate of this face's NME (from its sigma, calibrated on a validation
+    # split: model.uncertainty); None for a model without an error calibration.
+    predicted_nme: float | None = None
 
     def to_json(self) -> dict:
         # float64 before rounding: float32 values print as 111.96800231933594
@@ -30,6 +35,7 @@ class FaceLandmarks:
             "points": np.round(np.asarray(self.points, np.float64), 2).tolist(),
             "sigma": np.round(np.asarray(self.sigma, np.float64), 3).tolist(),
             "confidence": np.round(np.asarray(self.confidence, np.float64), 4).tolist(),
+            **({} if self.predicted_nme is None else {"predicted_nme": round(float(self.predicted_nme), 4)}),
         }
 
 
@@ -48,6 +54,7 @@ class LandmarkPredictor:
                 meta = self._session.get_modelmeta().custom_metadata_map
                 self.scheme: LandmarkScheme = get_scheme(meta["scheme"])
                 self.input_size = int(meta["input_size"])
+                self.error_calibration = json.loads(meta["error_calibration"]) if "error_calibration" in meta else None
             except Exception as e:  # onnxruntime raises its own types for a corrupt file
                 raise BadInputError(
                     f"{model}: not a usable SmallNet ONNX model ({type(e).__name__}: {str(e)[:200]}); "
@@ -61,6 +68,7 @@ class LandmarkPredictor:
             # re-parameterized branches folded: the deployed plain net, at its speed
             self._net, self._session = module.net.deployed().eval(), None
             self.scheme, self.input_size, self.device = module.scheme, module.net.input_size, device
+            self.error_calibration = module.hparams.get("error_calibration")
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalized (B, 3, S, S) float32 -> points (B, K, 2), sigma (B, K), confidence (B, K) in input pixels."""
@@ -91,6 +99,12 @@ class LandmarkPredictor:
             inv = inverses[i]
             scale = float(np.sqrt(abs(np.linalg.det(inv[:, :2]))))
             faces.append(FaceLandmarks(np.asarray(box, float), apply_affine(inv, points[i]), sigma[i] * scale, conf[i]))
+        if self.error_calibration and faces:
+            u = face_uncertainty(
+                np.stack([f.points for f in faces]), np.stack([f.sigma for f in faces]), self.scheme.eye_corners
+            )
+            for face, estimate in zip(faces, predicted_nme(u, self.error_calibration), strict=True):
+                face.predicted_nme = float(estimate)
         return faces
 
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.images import IMAGE_SUFFIXES, read_image
 from smallnet_lit.inference.detect import BoxLookup, box_iou, make_detector, read_boxes
-from smallnet_lit.inference.plots import contact_sheet, draw_landmarks
+from smallnet_lit.inference.plots import contact_sheet, draw_landmarks, draw_predicted_error, error_colour
 from smallnet_lit.inference.predictor import (
     FaceLandmarks,
     LandmarkPredictor,
@@ -39,6 +39,11 @@ class PredictionWriter:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.predictor = LandmarkPredictor(args.model)
+        if getattr(args, "max_predicted_nme", None) is not None and not self.predictor.error_calibration:
+            raise ValueError(
+                f"--max-predicted-nme needs a model with an error calibration; {args.model} has none "
+                "(smallnet-export CKPT --slim OUT --error-calibration RUN/error_calibration.json)"
+            )
         self.detector = make_detector(args.detector, args.min_face)
         self.boxes_given = read_boxes(args.boxes) if args.boxes else None
         self.boxes: BoxLookup | None = None
@@ -108,6 +113,32 @@ class PredictionWriter:
                 good.append(box)
         return self.predictor.predict(image, np.asarray(good, np.float64).reshape(-1, 4)), rejected
 
+    def draw(self, image: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray:
+        """Each face's points (in its predicted-error colour) and its predicted NME."""
+        overlay = image
+        for f in faces:
+            sigma = f.sigma if self.args.sigma else None
+            colour = error_colour(f.predicted_nme)
+            overlay = draw_landmarks(overlay, f.points, colour, scheme=self.predictor.scheme, sigma=sigma)
+            if f.predicted_nme is not None:
+                overlay = draw_predicted_error(overlay, f.points, f.predicted_nme)
+        return overlay
+
+    def split_uncertain(self, faces: list[FaceLandmarks], where: str) -> tuple[list[FaceLandmarks], list[dict]]:
+        """--max-predicted-nme: the faces above it are left out, listed and logged."""
+        limit = self.args.max_predicted_nme
+        if limit is None:
+            return faces, []
+        kept = [f for f in faces if f.predicted_nme <= limit]
+        left = [
+            {"box": np.round(np.asarray(f.box, np.float64), 2).tolist(), "predicted_nme": round(f.predicted_nme, 4)}
+            for f in faces
+            if f.predicted_nme > limit
+        ]
+        if left:
+            log.info("%s: left out %d face(s) with a predicted NME above %g", where, len(left), limit)
+        return kept, left
+
     def write(self, record: dict) -> None:
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
@@ -120,18 +151,18 @@ class PredictionWriter:
             self.fail(f"skipped: {e}", {"image": str(path)})
             return
         faces, rejected = self.faces_in(image, name, path)
-        if not faces:
+        faces, uncertain = self.split_uncertain(faces, str(path))
+        if not faces and not uncertain:
             log.info("%s: no face found", path)
         record = {"image": str(path), "width": image.shape[1], "height": image.shape[0]}
         record["faces"] = [f.to_json() for f in faces]
         if rejected:
             record["rejected_boxes"] = rejected
+        if uncertain:
+            record["uncertain_faces"] = uncertain
         self.write(record)
         if not self.args.no_overlays:
-            overlay = image
-            for f in faces:
-                sigma = f.sigma if self.args.sigma else None
-                overlay = draw_landmarks(overlay, f.points, scheme=self.predictor.scheme, sigma=sigma)
+            overlay = self.draw(image, faces)
             out = self.args.out / "overlays" / overlay_name(name)
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -169,13 +200,11 @@ class PredictionWriter:
             while ok:
                 rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 faces = self.track(rgb, tracks, index, 1.0 / fps, path, name)
-                self.write({"video": str(path), "frame": index, "faces": [f.to_json() for f in faces]})
+                faces, uncertain = self.split_uncertain(faces, f"{path} frame {index}")
+                record = {"video": str(path), "frame": index, "faces": [f.to_json() for f in faces]}
+                self.write({**record, "uncertain_faces": uncertain} if uncertain else record)
                 if writer is not None:
-                    overlay = rgb
-                    for f in faces:
-                        sigma = f.sigma if self.args.sigma else None
-                        overlay = draw_landmarks(overlay, f.points, scheme=self.predictor.scheme, sigma=sigma)
-                    writer.write(overlay[..., ::-1])
+                    writer.write(self.draw(rgb, faces)[..., ::-1])
                 ok, frame = cap.read()
                 index += 1
                 bar.update()
@@ -218,19 +247,35 @@ class PredictionWriter:
         if boxes is not None:
             tracks[:] = [self.continue_track(b, tracks) for b in boxes]
         faces = self.predictor.predict(rgb, np.array([t["box"] for t in tracks]).reshape(-1, 4))
+        if boxes is None and self.boxes is None and any(map(error_jumped, tracks, faces)):
+            # A tracked face whose predicted error jumps has likely lost the face: detect now.
+            detected = self.detector(rgb)
+            if len(detected):
+                tracks[:] = [self.continue_track(b, tracks, fresh=True) for b in detected]
+                faces = self.predictor.predict(rgb, np.array([t["box"] for t in tracks]).reshape(-1, 4))
         for t, f in zip(tracks, faces, strict=True):
+            t["predicted_nme"] = f.predicted_nme
             if t["smoother"] is not None:
                 f.points = t["smoother"](f.points, dt, f.sigma)
             t["box"] = landmark_box(f.points)
         return faces
 
-    def continue_track(self, box: np.ndarray, tracks: list[dict]) -> dict:
+    def continue_track(self, box: np.ndarray, tracks: list[dict], fresh: bool = False) -> dict:
         """A detection that overlaps a track (IoU > 0.3) continues it: its landmark box and
-        smoothing state are kept (they fit the face better than a fresh detector box)."""
+        smoothing state are kept (they fit the face better than a fresh detector box), unless
+        `fresh` (the track lost its face): then the detector's box, same smoothing state."""
         best = max(tracks, key=lambda t: box_iou(box, t["box"]), default=None)
         if best is not None and box_iou(box, best["box"]) > 0.3:
-            return best
+            return {**best, "box": box} if fresh else best
         return {"box": box, "smoother": make_smoother(self.args.smooth)}
+
+
+JUMP_FACTOR, JUMP_FLOOR = 2.0, 0.05  # a predicted NME that doubles to above 5%: re-detect
+
+
+def error_jumped(track: dict, face: FaceLandmarks) -> bool:
+    before, now = track.get("predicted_nme"), face.predicted_nme
+    return before is not None and now is not None and now > max(JUMP_FLOOR, JUMP_FACTOR * before)
 
 
 def check_size(path: Path) -> None:

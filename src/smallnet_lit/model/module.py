@@ -37,13 +37,16 @@ class LandmarkModule(L.LightningModule):
         fr_threshold: float = 0.10,
         distill: dict[str, Any] | None = None,
         channels_last: bool = False,
+        error_calibration: dict[str, Any] | None = None,
     ) -> None:
         """distill: {teacher: checkpoint path or shipped name, or a list of them (an
         ensemble: `codec.mixture` of their maps), cells, offsets, temperature, weight}: add
         weight * DistillLoss(student maps, teacher maps) to the training loss. Teachers are
         loaded when training starts and never saved into this model's checkpoints.
         channels_last: run the convolutions in NHWC memory layout (faster on CPUs:
-        docs/speed.md); the weights and their checkpoints are the same either way."""
+        docs/speed.md); the weights and their checkpoints are the same either way.
+        error_calibration: {a, b, ...} of `model.uncertainty.predicted_nme`, fitted by eval on a
+        validation split and stored by `smallnet-export --error-calibration`."""
         super().__init__()
         self.save_hyperparameters()
         self.scheme = get_scheme(scheme)

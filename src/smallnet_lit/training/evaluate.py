@@ -22,6 +22,7 @@ from smallnet_lit.inference.detect import DETECTORS, DetectedFaces, make_detecto
 from smallnet_lit.inference.plots import plot_ced
 from smallnet_lit.model.metrics import FaceAlignmentMetrics, uncertainty_calibration
 from smallnet_lit.model.module import LandmarkModule
+from smallnet_lit.model.uncertainty import face_uncertainty, fit_error_calibration, predicted_nme, uncertainty_report
 from smallnet_lit.training.hard_faces import CRITERIA, face_difficulty, hard_flags, yaw_bin_flags
 from smallnet_lit.training.instantiate import datamodule_from
 from smallnet_lit.training.reporting import loggers_from
@@ -73,6 +74,9 @@ def predict_split(
                     "points": np.round(pred[i].numpy(), 3).tolist(),
                     "sigma": np.round(pred_sigma[i].numpy(), 3).tolist(),
                     "nme": round(float(nme[i]), 6),
+                    "uncertainty": float(
+                        face_uncertainty(pred[i].numpy(), pred_sigma[i].numpy(), model.scheme.eye_corners)
+                    ),
                 }
             )
     calibration = uncertainty_calibration(np.concatenate(errors), np.concatenate(sigmas)) if errors else {}
@@ -141,6 +145,27 @@ def yaw_report(
     return result
 
 
+def error_report(uncertainty, per_face, groups, hard, datamodule, cfg) -> dict[str, float]:
+    """How well each face's predicted error (its sigma) tells failures, over all faces, per
+    source and on the hard subset (`model.uncertainty.uncertainty_report`)."""
+    parts = {"": np.ones(len(per_face), bool), "hard/": hard}
+    parts |= {f"{name}/": groups == g for g, name in enumerate(datamodule.source_names(cfg.split))}
+    result = {}
+    for prefix, keep in parts.items():
+        if keep.sum() > 1:
+            for k, v in uncertainty_report(uncertainty[keep], per_face[keep], cfg.fr_threshold).items():
+                result[f"{cfg.split}/{prefix}predicted_error/{k}"] = v
+    log.info(
+        "predicted error: AUROC %.3f for NME > 8%% (%d faces), Spearman %.3f with the NME; NME %.4f / %.4f after "
+        "dropping the 10%% / 20%% least certain faces",
+        *(
+            result[f"{cfg.split}/predicted_error/{k}"]
+            for k in ("auroc_failure", "failures", "spearman", "nme_keep_90", "nme_keep_80")
+        ),
+    )
+    return result
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     model, datamodule = model_and_data(cfg)
     if cfg.get("decode"):
@@ -179,6 +204,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         row["difficulty"] = {k: round(v, 3) for k, v in vars(d).items()}
         row["hard"] = [c for c in CRITERIA if flags[c][i]]
     groups = torch.cat(metrics.groups).numpy()
+    uncertainty = np.array([r.pop("uncertainty") for r in rows])
+    result.update(error_report(uncertainty, per_face, groups, flags["hard"], datamodule, cfg))
+    calibration = fit_error_calibration(
+        uncertainty,
+        per_face,
+        f"{cfg.ckpt_path} on the {cfg.split} split of {', '.join(datamodule.source_names(cfg.split)) or 'the data'} ({len(rows)} faces)",
+    )
+    (Path(cfg.paths.output_dir) / "error_calibration.json").write_text(json.dumps(calibration, indent=1))
+    estimates = predicted_nme(uncertainty, model.hparams.get("error_calibration"))
+    for i, row in enumerate(rows):
+        row["predicted_nme"] = None if estimates is None else round(float(estimates[i]), 5)
     yaws = face_yaws(dataset.source, model.scheme.num_points, cfg.get("mean_face"))
     if yaws is not None:
         result.update(
