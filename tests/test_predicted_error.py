@@ -104,3 +104,47 @@ def test_shipped_models_carry_an_error_calibration():
     for path in sorted(WEIGHTS_DIR.glob("*.ckpt")):
         cal = read_checkpoint(path)["hyper_parameters"]["error_calibration"]
         assert 0.5 < cal["b"] < 1.5 and cal["faces"] >= 500, path.name
+
+
+def test_inference_starts_without_lightning_hydra_albumentations_or_torch(tmp_path):
+    """sl.load of a shipped model runs ONNX Runtime: a fresh interpreter imports none of them."""
+    import subprocess
+    import sys
+
+    synthetic_photo(tmp_path / "face.jpg")
+    code = (
+        "import sys, smallnet_lit as sl\n"
+        f"faces = sl.load('smallnet_300w')({str(tmp_path / 'face.jpg')!r})\n"
+        "print(sorted(m for m in ('lightning', 'hydra', 'albumentations', 'torch', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    code_torch = code.replace("sl.load('smallnet_300w')", "sl.load('smallnet_300w', backend='torch')")
+    out = subprocess.run([sys.executable, "-c", code_torch], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['torch']"  # the checkpoint, still without Lightning
+
+
+def test_backends_choose_the_runtime_and_refuse_what_does_not_fit(checkpoint, tmp_path):
+    from smallnet_lit.inference.predictor import WEIGHTS_DIR, runtime_file
+
+    assert runtime_file("smallnet_300w", None) == WEIGHTS_DIR / "smallnet_300w.onnx"
+    assert runtime_file("smallnet_300w", "torch") == WEIGHTS_DIR / "smallnet_300w.ckpt"
+    assert runtime_file(checkpoint, None) == checkpoint
+    with pytest.raises(ValueError, match="backend onnx needs an ONNX file"):
+        runtime_file(checkpoint, "onnx")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        runtime_file("smallnet_300w", "tensorrt")
+
+
+def test_shipped_onnx_and_checkpoint_agree(tmp_path):
+    """weights/NAME.onnx is the int8 export of weights/NAME.ckpt."""
+    import smallnet_lit as sl
+
+    truth = synthetic_photo(tmp_path / "face.jpg", size=240)
+    box = [*truth.min(0), *truth.max(0)]
+    for name in ("smallnet_300w", "smallnet_300w_fast"):
+        onnx, torch_ = (sl.load(name, backend=b)(tmp_path / "face.jpg", boxes=box)[0] for b in ("onnx", "torch"))
+        iod = np.linalg.norm(torch_.points[36] - torch_.points[45])
+        # int8 on a drawn face, far from the training photos: within 2% of the eye distance on average
+        assert np.linalg.norm(onnx.points - torch_.points, axis=1).mean() < 0.02 * iod, name
+        assert onnx.predicted_nme == pytest.approx(torch_.predicted_nme, rel=0.1)

@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{option.replace('_', '-')} {out}: cannot make its folder ({e.strerror or e})")
         if out.is_dir():
             p.error(f"--{option.replace('_', '-')} {out}: is a folder; give a file name")
-    from smallnet_lit.inference.checkpoints import load_model
+    from smallnet_lit.inference.checkpoints import load_net
 
     try:
-        module = load_model(str(args.checkpoint))
+        module = load_net(str(args.checkpoint))
     except (FileNotFoundError, BadInputError) as e:
         log.error("%s", e)
         return 2

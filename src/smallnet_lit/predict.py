@@ -22,7 +22,6 @@ from pathlib import Path
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.inference.detect import DEFAULT_DETECTOR, DETECTORS
-from smallnet_lit.inference.predictor import DEFAULT_CHECKPOINT
 from smallnet_lit.inference.smoothing import SMOOTHERS
 from smallnet_lit.inference.writer import PredictionWriter
 
@@ -34,8 +33,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("inputs", nargs="+", type=Path, help="images, folders of images, or videos")
     p.add_argument(
         "--model",
-        default=str(DEFAULT_CHECKPOINT),
+        default="smallnet_300w",
         help="checkpoint (.ckpt), ONNX file (.onnx) or shipped model name (smallnet_300w, smallnet_300w_fast)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["onnx", "torch"],
+        help="ONNX Runtime or PyTorch (default: ONNX Runtime int8 for shipped models, else what the file is)",
     )
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     p.add_argument("--boxes", type=Path, help="JSON or CSV of landmark boxes per image name (skips detection)")

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from smallnet_lit.data.images import read_image
-from smallnet_lit.inference.checkpoints import DEFAULT_CHECKPOINT
 from smallnet_lit.inference.detect import DEFAULT_DETECTOR, make_detector
 from smallnet_lit.inference.predictor import FaceLandmarks, LandmarkPredictor, box_problem
 
@@ -25,16 +24,17 @@ class Landmarker:
 
     def __init__(
         self,
-        model: str | Path = DEFAULT_CHECKPOINT,
+        model: str | Path = "smallnet_300w",
         device: str = "cpu",
         min_face: int = 40,
         detector: str = DEFAULT_DETECTOR,
+        backend: str | None = None,
     ) -> None:
         if isinstance(min_face, bool) or not isinstance(min_face, int | np.integer) or min_face < 1:
             raise ValueError(
                 f"min_face is the smallest face to look for, in pixels (an integer >= 1), got {min_face!r}"
             )
-        self.predictor = LandmarkPredictor(model, device)
+        self.predictor = LandmarkPredictor(model, device, backend=backend)
         self.detector = make_detector(detector, min_face)
 
     @property
@@ -63,8 +63,13 @@ class Landmarker:
 
 
 def load(
-    model: str | Path = "smallnet_300w", device: str = "cpu", min_face: int = 40, detector: str = DEFAULT_DETECTOR
+    model: str | Path = "smallnet_300w",
+    device: str = "cpu",
+    min_face: int = 40,
+    detector: str = DEFAULT_DETECTOR,
+    backend: str | None = None,
 ) -> Landmarker:
     """A Landmarker for a shipped model name (`smallnet_300w`, `smallnet_300w_fast`), a
-    checkpoint or an exported ONNX file; `detector` is "mtcnn" or "haar"."""
-    return Landmarker(model, device, min_face, detector)
+    checkpoint or an exported ONNX file; `detector` is "mtcnn" or "haar"; `backend` "onnx" or
+    "torch" (default: ONNX Runtime for shipped models, which starts without torch)."""
+    return Landmarker(model, device, min_face, detector, backend)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import inspect
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.model.module import LandmarkModule
+
+if TYPE_CHECKING:
+    from smallnet_lit.model.landmarks import LandmarkScheme
+    from smallnet_lit.model.module import LandmarkModule
+    from smallnet_lit.model.net import SmallNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "smallnet_300w.ckpt"
@@ -40,6 +43,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: a TorchScript export, for deployment (torch.jit.load); give the checkpoint (.ckpt) "
             "it was exported from, its ONNX export (.onnx) or a shipped model's name"
         )
+    import torch
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # pickle, zip and EOF errors of a corrupt or cut-off file
@@ -62,8 +67,37 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+@dataclass
+class LoadedNet:
+    """A checkpoint's network for inference, read without Lightning or Hydra."""
+
+    net: SmallNet  # eval mode
+    scheme: LandmarkScheme
+    hparams: dict[str, Any]  # the checkpoint's hyper_parameters (error_calibration, ...)
+
+
+def load_net(ckpt_path: str | Path, device: str = "cpu") -> LoadedNet:
+    """The SmallNet of a checkpoint (full or slim) or a shipped model's name, in eval mode,
+    without importing Lightning or Hydra (prediction, the Python API and export start fast)."""
+    from smallnet_lit.model.landmarks import get_scheme
+    from smallnet_lit.model.net import SmallNet
+
+    ckpt = read_checkpoint(resolve_model(ckpt_path))
+    hparams = ckpt["hyper_parameters"]
+    weights = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    try:
+        net = SmallNet(**hparams["net"])
+        net.load_state_dict(weights)
+        scheme = get_scheme(hparams.get("scheme", "wflw98"))
+    except (TypeError, RuntimeError, ValueError, KeyError) as e:
+        raise BadInputError(f"{ckpt_path}: checkpoint does not match this version of SmallNet ({e})") from None
+    return LoadedNet(net.to(device).eval(), scheme, dict(hparams))
+
+
 def load_model(ckpt_path: str | Path, device: str = "cpu") -> LandmarkModule:
     """A LandmarkModule in eval mode from a checkpoint (full or slim) or a shipped model's name."""
+    from smallnet_lit.model.module import LandmarkModule
+
     ckpt = read_checkpoint(resolve_model(ckpt_path))
     try:
         model = LandmarkModule(**ckpt["hyper_parameters"])

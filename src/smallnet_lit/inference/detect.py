@@ -27,7 +27,7 @@ import numpy as np
 
 from smallnet_lit.data.crop import apply_affine_to_box, invert_affine
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.data.faces import FaceSample, FaceSource
+from smallnet_lit.data.sample import FaceSample, FaceSource
 
 
 @dataclass(frozen=True)

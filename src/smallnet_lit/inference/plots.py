@@ -1,28 +1,32 @@
-"""Pictures: CED curves and landmark overlays."""
+"""Pictures: CED curves and landmark overlays. (matplotlib and the metrics are imported by
+the CED plot alone: prediction draws overlays with OpenCV and starts without them.)"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from smallnet_lit.model.landmarks import LandmarkScheme  # noqa: E402
-from smallnet_lit.model.metrics import ced_curve  # noqa: E402
+from smallnet_lit.model.landmarks import LandmarkScheme
 
 
 def plot_ced(curves: Mapping[str, np.ndarray], path: str | Path, threshold: float = 0.10, title: str = "") -> Path:
     """Cumulative error distribution of per-face NME, one line per named set of faces."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from smallnet_lit.model.metrics import auc, ced_curve
+
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
     for name, nme in curves.items():
         nme = np.asarray(nme)
         x, y = ced_curve(nme, threshold)
-        auc = float(np.clip(threshold - nme, 0, None).mean() / threshold) if len(nme) else float("nan")
-        ax.plot(x, y, label=f"{name} (n={len(nme)}, AUC@{threshold:g}={auc:.3f})")
+        area = float(auc(torch.as_tensor(nme), threshold)) if len(nme) else float("nan")
+        ax.plot(x, y, label=f"{name} (n={len(nme)}, AUC@{threshold:g}={area:.3f})")
     ax.set_xlim(0, threshold)
     ax.set_ylim(0, 1)
     ax.set_xlabel("NME (inter-ocular)")

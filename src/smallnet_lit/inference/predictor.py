@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from smallnet_lit.data.crop import CropConfig, apply_affine, crop_transform, invert_affine, warp
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.data.faces import FaceSample, to_tensor
+from smallnet_lit.data.sample import FaceSample, normalize
 from smallnet_lit.inference.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
 from smallnet_lit.model.landmarks import LandmarkScheme, get_scheme
 from smallnet_lit.model.uncertainty import face_uncertainty, predicted_nme
@@ -39,12 +38,40 @@ class FaceLandmarks:
         }
 
 
+BACKENDS = ("onnx", "torch")
+
+
+def runtime_file(model: str | Path, backend: str | None) -> Path:
+    """The file to run `model` with: a shipped name's ONNX export (weights/NAME.onnx) unless
+    backend="torch"; a given file as it is, if the backend fits it."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    shipped_onnx = WEIGHTS_DIR / f"{model}.onnx"
+    if not Path(model).is_file() and backend != "torch" and shipped_onnx.is_file():
+        return shipped_onnx
+    path = resolve_model(model)
+    if backend == "onnx" and path.suffix != ".onnx":
+        raise ValueError(f"{model}: backend onnx needs an ONNX file (smallnet-export {model} --onnx model.onnx)")
+    if backend == "torch" and path.suffix == ".onnx":
+        raise ValueError(f"{model}: backend torch needs a checkpoint (.ckpt), not an ONNX file")
+    return path
+
+
 class LandmarkPredictor:
     """`model` is a checkpoint (.ckpt) or an exported ONNX file (.onnx, run with ONNX
     Runtime). The ONNX file carries the scheme name and input size in its metadata."""
 
-    def __init__(self, model: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", crop_scale: float = 1.2) -> None:
-        model = resolve_model(model)
+    def __init__(
+        self,
+        model: str | Path = "smallnet_300w",
+        device: str = "cpu",
+        crop_scale: float = 1.2,
+        backend: str | None = None,
+    ) -> None:
+        """backend: "onnx" (ONNX Runtime: an .onnx file, or a shipped model's int8 export),
+        "torch" (a checkpoint), or None: a shipped model's fastest path (ONNX Runtime int8,
+        which keeps its accuracy: docs/speed.md), else what the file is."""
+        model = runtime_file(model, backend)
         self.crop = CropConfig(scale=crop_scale, use_given_box=True)
         if model.suffix == ".onnx":
             import onnxruntime as ort
@@ -62,18 +89,20 @@ class LandmarkPredictor:
                 ) from None
             self._net = None
         else:
-            from smallnet_lit.inference.checkpoints import load_model
+            from smallnet_lit.inference.checkpoints import load_net
 
-            module = load_model(str(model), device)
+            loaded = load_net(str(model), device)
             # re-parameterized branches folded: the deployed plain net, at its speed
-            self._net, self._session = module.net.deployed().eval(), None
-            self.scheme, self.input_size, self.device = module.scheme, module.net.input_size, device
-            self.error_calibration = module.hparams.get("error_calibration")
+            self._net, self._session = loaded.net.deployed().eval(), None
+            self.scheme, self.input_size, self.device = loaded.scheme, loaded.net.input_size, device
+            self.error_calibration = loaded.hparams.get("error_calibration")
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalized (B, 3, S, S) float32 -> points (B, K, 2), sigma (B, K), confidence (B, K) in input pixels."""
         if self._session is not None:
             return tuple(self._session.run(None, {"image": batch}))
+        import torch
+
         with torch.no_grad():
             out = self._net.forward_maps(torch.from_numpy(batch).to(self.device))
             points, sigma, peak = self._net.decode(out)
@@ -91,9 +120,9 @@ class LandmarkPredictor:
         for box in landmark_boxes:
             sample = FaceSample(image_rgb, np.zeros((0, 2)), "", box=np.asarray(box, np.float64))
             m, _ = crop_transform(sample, self.input_size, self.crop)
-            crops.append(to_tensor(warp(image_rgb, m, self.input_size)))
+            crops.append(normalize(warp(image_rgb, m, self.input_size)))
             inverses.append(invert_affine(m))
-        points, sigma, conf = self.run(torch.stack(crops).numpy())
+        points, sigma, conf = self.run(np.stack(crops))
         faces = []
         for i, box in enumerate(landmark_boxes):
             inv = inverses[i]

@@ -38,7 +38,7 @@ class PredictionWriter:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.predictor = LandmarkPredictor(args.model)
+        self.predictor = LandmarkPredictor(args.model, backend=getattr(args, "backend", None))
         if getattr(args, "max_predicted_nme", None) is not None and not self.predictor.error_calibration:
             raise ValueError(
                 f"--max-predicted-nme needs a model with an error calibration; {args.model} has none "

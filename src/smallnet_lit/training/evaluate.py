@@ -155,6 +155,8 @@ def error_report(uncertainty, per_face, groups, hard, datamodule, cfg) -> dict[s
         if keep.sum() > 1:
             for k, v in uncertainty_report(uncertainty[keep], per_face[keep], cfg.fr_threshold).items():
                 result[f"{cfg.split}/{prefix}predicted_error/{k}"] = v
+    if f"{cfg.split}/predicted_error/auroc_failure" not in result:
+        return result
     log.info(
         "predicted error: AUROC %.3f for NME > 8%% (%d faces), Spearman %.3f with the NME; NME %.4f / %.4f after "
         "dropping the 10%% / 20%% least certain faces",
@@ -206,12 +208,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     groups = torch.cat(metrics.groups).numpy()
     uncertainty = np.array([r.pop("uncertainty") for r in rows])
     result.update(error_report(uncertainty, per_face, groups, flags["hard"], datamodule, cfg))
-    calibration = fit_error_calibration(
-        uncertainty,
-        per_face,
-        f"{cfg.ckpt_path} on the {cfg.split} split of {', '.join(datamodule.source_names(cfg.split)) or 'the data'} ({len(rows)} faces)",
+    fitted_on = (
+        f"{cfg.ckpt_path} on the {cfg.split} split of {', '.join(datamodule.source_names(cfg.split)) or 'the data'}"
     )
-    (Path(cfg.paths.output_dir) / "error_calibration.json").write_text(json.dumps(calibration, indent=1))
+    try:
+        error_calibration = fit_error_calibration(uncertainty, per_face, f"{fitted_on} ({len(rows)} faces)")
+        (Path(cfg.paths.output_dir) / "error_calibration.json").write_text(json.dumps(error_calibration, indent=1))
+    except ValueError as e:  # too few faces to fit
+        log.info("no error_calibration.json: %s", e)
     estimates = predicted_nme(uncertainty, model.hparams.get("error_calibration"))
     for i, row in enumerate(rows):
         row["predicted_nme"] = None if estimates is None else round(float(estimates[i]), 5)
