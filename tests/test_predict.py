@@ -438,3 +438,16 @@ def test_a_photo_stored_sideways_is_predicted_as_displayed(checkpoint, tmp_path)
     box = np.array([[*truth.min(0), *truth.max(0)]])
     expected = model(tmp_path / "upright.png", boxes=box)[0].points
     np.testing.assert_allclose(model(tmp_path / "sideways.png", boxes=box)[0].points, expected, atol=1e-4)
+
+
+def test_int8_check_scores_float_and_int8_per_cpu(checkpoint, tmp_path, capsys):
+    from smallnet_lit.tools.int8_check import main as int8_check
+    from tests.helpers.faces import write_ibug
+
+    faces = write_ibug(tmp_path / "faces", 20, 1, size=120)
+    out = tmp_path / "check"
+    assert int8_check(["prepare", str(out), "--model", str(checkpoint), "--faces", str(faces)]) == 0
+    assert int8_check(["run", str(out), "--tag", "here"]) == 0
+    assert int8_check(["score", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[0] == "float_here" for line in lines[-2:]) and lines[-1].split()[0] == "int8_here"

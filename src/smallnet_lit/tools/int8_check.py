@@ -1,0 +1,95 @@
+"""Does int8 keep a model's accuracy on this CPU's ONNX Runtime kernels? In three steps, so
+the middle one can run under another CPU model (e.g. `valgrind --tool=none`, whose CPU has no
+AVX-512, makes ONNX Runtime take its AVX2 kernels):
+
+    python -m smallnet_lit.tools.int8_check prepare DIR [--model smallnet_300w_fast] [--faces ../shared/data/300w-train]
+    python -m smallnet_lit.tools.int8_check run DIR --tag native
+    valgrind --tool=none "$(python -c 'import sys; print(sys.executable)')" -m smallnet_lit.tools.int8_check run DIR --tag avx2
+    python -m smallnet_lit.tools.int8_check score DIR
+
+`prepare` writes the float and int8 ONNX exports (int8 calibrated on the folder's training
+faces) and the validation split's eval crops; `run` (numpy and ONNX Runtime only, no torch)
+predicts the crops with each file on one thread; `score` prints the NME of every run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def prepare(out: Path, model: str, faces: Path) -> None:
+    from smallnet_lit.data.crop import CropConfig
+    from smallnet_lit.data.faces import FaceDataset
+    from smallnet_lit.data.ibug import IbugFaces
+    from smallnet_lit.inference.checkpoints import load_net
+    from smallnet_lit.inference.deploy import calibration_crops, export_onnx, export_onnx_int8
+
+    loaded = load_net(model)
+    size, scheme = loaded.net.input_size, loaded.scheme
+    out.mkdir(parents=True, exist_ok=True)
+    export_onnx(loaded.net, out / "float.onnx", scheme.name)
+    export_onnx_int8(loaded.net, out / "int8.onnx", scheme.name, calibration_crops(faces, size))
+    val = FaceDataset(IbugFaces(faces, split="val"), size, CropConfig())
+    items = [val[i] for i in range(len(val))]
+    np.save(out / "crops.npy", np.stack([it["image"].numpy() for it in items]))
+    np.save(out / "to_photo.npy", np.stack([it["to_photo"].numpy() for it in items]))
+    np.save(out / "truth.npy", np.stack([it["points"].numpy() for it in items]))
+    (out / "prepared.json").write_text(
+        json.dumps({"model": model, "faces": str(faces), "eye_corners": scheme.eye_corners})
+    )
+    print(f"prepared {len(items)} validation faces of {faces} and the exports of {model} in {out}")
+
+
+def run(out: Path, tag: str) -> None:
+    import onnxruntime as ort
+
+    crops = np.load(out / "crops.npy")
+    for name in ("float", "int8"):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(out / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+        np.save(out / f"points_{name}_{tag}.npy", session.run(None, {"image": crops})[0])
+        print(f"{name}: predicted {len(crops)} faces ({tag})", flush=True)
+
+
+def score(out: Path) -> None:
+    meta = json.loads((out / "prepared.json").read_text())
+    affine, truth = np.load(out / "to_photo.npy"), np.load(out / "truth.npy")
+
+    def photo(points: np.ndarray) -> np.ndarray:
+        return points @ affine[:, :, :2].transpose(0, 2, 1) + affine[:, None, :, 2]
+
+    a, b = meta["eye_corners"]
+    t = photo(truth)
+    iod = np.linalg.norm(t[:, a] - t[:, b], axis=-1)
+    print(f"{meta['model']} on {len(t)} validation faces of {meta['faces']} (NME, inter-ocular):")
+    for f in sorted(out.glob("points_*.npy")):
+        nme = (np.linalg.norm(photo(np.load(f)) - t, axis=-1).mean(-1) / iod).mean()
+        print(f"  {f.stem[len('points_') :]:<20} {100 * nme:.3f}%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m smallnet_lit.tools.int8_check", description=__doc__.split("\n\n")[0])
+    p.add_argument("step", choices=["prepare", "run", "score"])
+    p.add_argument("dir", type=Path)
+    p.add_argument("--model", default="smallnet_300w_fast", help="prepare: a shipped name or checkpoint")
+    p.add_argument("--faces", type=Path, default=Path("../shared/data/300w-train"), help="prepare: iBUG folder")
+    p.add_argument("--tag", default="native", help="run: a name for this CPU's results")
+    args = p.parse_args(argv)
+    if args.step == "prepare":
+        prepare(args.dir, args.model, args.faces)
+    elif not (args.dir / "prepared.json").is_file():
+        p.error(f"{args.dir}: run `prepare` first")
+    elif args.step == "run":
+        run(args.dir, args.tag)
+    else:
+        score(args.dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
