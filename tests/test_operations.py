@@ -289,3 +289,25 @@ def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, c
     assert runs["2"].best == pytest.approx(0.085)  # its short row is left out
     assert compare_main([str(tmp_path / "sweep")]) == 0
     assert "running" in capsys.readouterr().out
+
+
+def test_efficient_grid_stays_at_pfld_ghostones_cost(make_cfg):
+    """Every job of hparams_search=faces68_efficient composes on faces68_rep and stays within
+    0.10 GMACs (the default's budget); at least one fits the fast model's 0.05."""
+    import itertools
+
+    from smallnet_lit.model.net import SmallNet, count_macs
+
+    grid = yaml.safe_load((ROOT / "conf" / "hparams_search" / "faces68_efficient.yaml").read_text())
+    params = grid["hydra"]["sweeper"]["params"]
+    choices = {
+        k: [v.strip() for v in str(spec).replace("],[", "];[").split(";" if "[" in str(spec) else ",")]
+        for k, spec in params.items()
+    }
+    costs = []
+    for combo in itertools.product(*choices.values()):
+        overrides = [f"{k}={v}" for k, v in zip(choices, combo, strict=True)]
+        cfg = make_cfg(["+experiment=faces68_rep", *overrides], tiny=False)
+        costs.append(count_macs(SmallNet(**cfg.model.net)))
+        assert costs[-1] <= 0.10e9, overrides
+    assert len(costs) == 16 and min(costs) <= 0.05e9

@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=300)
     p.add_argument("--int8-accuracy", type=Path, help="also NME of float and int8 on this iBUG folder's val split")
     p.add_argument("--training", action="store_true", help="also training throughput (batch 32, all threads)")
+    p.add_argument(
+        "--plot", type=Path, help="with --int8-accuracy: the accuracy-cost front (NME against the ratio to the peer)"
+    )
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be positive, got {args.rounds}")
@@ -225,6 +228,56 @@ def main(argv: list[str] | None = None) -> None:
         if args.training:
             line += f" | training {training_images_per_second(net):.0f} faces/s"
         print(line, flush=True)
+    if args.plot:
+        if not (peer and args.int8_accuracy):
+            p.error("--plot needs --int8-accuracy FACES_DIR and the peer")
+        points = [
+            (
+                Path(str(name)).stem,
+                count_macs(net) / 1e9,
+                {k: median[f"{name} {k}"] / peer for k in ("float", "int8")},
+                acc,
+            )
+            for name, net, acc in rows
+            if acc
+        ]
+        plot_front(points, args.plot, f"{cpu_description().split(', ')[2]}, ONNX Runtime 1 thread, batch 1")
+        print(f"wrote {args.plot}")
+
+
+def plot_front(points: list[tuple[str, float, dict[str, float], dict]], path: Path, machine: str) -> None:
+    """Validation NME against latency as a multiple of the peer's, float (circles) and int8
+    (triangles) of each model joined by a line, the Pareto front of the int8 points drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    front = []
+    for name, gmacs, ratio, acc in points:
+        xs, ys = [ratio["float"], ratio["int8"]], [100 * acc["float"], 100 * acc["int8"]]
+        (line,) = ax.plot(xs, ys, "-", alpha=0.5)
+        ax.plot(xs[0], ys[0], "o", color=line.get_color())
+        ax.plot(xs[1], ys[1], "^", color=line.get_color())
+        ax.annotate(f"{name}\n{gmacs:.3f} GMACs", (xs[1], ys[1]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        front.append((xs[1], ys[1]))
+    front.sort()
+    best, pareto = float("inf"), []
+    for x, y in front:
+        if y < best:
+            best, pareto = y, [*pareto, (x, y)]
+    if len(pareto) > 1:
+        ax.step(*zip(*pareto, strict=True), where="post", color="k", lw=0.8, alpha=0.6, label="front (int8)")
+    ax.axvline(1.0, color="grey", ls="--", lw=0.8)
+    ax.axvline(0.5, color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("latency / PFLD-GhostOne's (same process, interleaved)")
+    ax.set_ylabel("NME on the 300-W validation split (%)")
+    ax.set_title(f"accuracy and cost: o float, ^ int8 ({machine})", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
