@@ -96,3 +96,14 @@ def test_the_shared_mean_face_fits_real_faces_closely():
     faces = IbugFaces(SHARED_DATA / "300w-train", include=["afw/**"])
     residuals = [fit_pose(r.points, face).residual for r in faces.records[:50]]
     assert np.median(residuals) < 0.08
+
+
+def test_profiled_faces_train_only_and_never_validate(tmp_path):
+    from smallnet_lit.data.mix import ibug_mix
+
+    real = write_ibug(tmp_path / "real", n_photos=10, faces_per_photo=1, size=120)
+    profiled = write_ibug(tmp_path / "profiled", n_photos=6, faces_per_photo=1, size=120)
+    sources = {"real": {"root": str(real)}, "profiled": {"root": str(profiled), "train_only": True, "weight": 0.3}}
+    train, val = ibug_mix(sources, "train"), ibug_mix(sources, "val")
+    assert len(train) == len(IbugFaces(real, split="train")) + 6  # every profiled face trains
+    assert len(val) == len(IbugFaces(real, split="val"))  # and none validates

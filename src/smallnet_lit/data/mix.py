@@ -23,7 +23,9 @@ from smallnet_lit.model.landmarks import LandmarkScheme
 @dataclass
 class SourceSpec:
     """One iBUG-format face set. `weight` scales how often each of its faces is drawn in
-    training, relative to a face of weight 1 (0.25: a quarter as often)."""
+    training, relative to a face of weight 1 (0.25: a quarter as often). `train_only`: every
+    face trains and none validates (generated faces, e.g. profiled copies of training faces:
+    tools.profile_faces)."""
 
     root: str
     include: list[str] = field(default_factory=lambda: ["**"])
@@ -32,6 +34,7 @@ class SourceSpec:
     val_fraction: float = 0.1
     split_seed: int = 0
     photo_suffix: str | None = PHOTO_SUFFIX
+    train_only: bool = False
 
 
 class SourceMix(FaceSource):
@@ -93,7 +96,7 @@ def ibug_mix(
     for name, spec in specs.items():
         if spec.weight < 0:
             raise ValueError(f"data.sources.{name}.weight must be >= 0, got {spec.weight}")
-        if split == "train" and spec.weight == 0:
+        if (split == "train" and spec.weight == 0) or (split != "train" and spec.train_only):
             continue
         if not Path(spec.root).expanduser().is_dir():
             raise FileNotFoundError(f"data source {name!r}: {Path(spec.root).resolve()} is not a folder")
@@ -102,7 +105,7 @@ def ibug_mix(
                 spec.root,
                 spec.include,
                 spec.exclude,
-                split,
+                "all" if spec.train_only else split,
                 spec.val_fraction,
                 spec.split_seed,
                 on_bad_sample,
