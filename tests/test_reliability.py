@@ -354,3 +354,15 @@ def test_a_torchscript_export_given_as_a_checkpoint_is_named(checkpoint, tmp_pat
     scripted = export_torchscript(load_model(checkpoint).net, tmp_path / "m.pt")
     with pytest.raises(BadInputError, match="a TorchScript export, for deployment"):
         sl.load(scripted)
+
+
+def test_a_missing_dataset_is_one_message_and_exit_2_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("HYDRA_FULL_ERROR", None)
+    args = [sys.executable, "-m", "smallnet_lit.train", "+experiment=baseline", f"data.root={tmp_path / 'nowhere'}"]
+    run = subprocess.run([*args, f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "WFLW not found" in run.stderr + run.stdout
+    assert "Traceback" not in run.stderr + run.stdout

@@ -6,11 +6,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from smallnet_lit.training.config import config_dir
+from smallnet_lit.training.config import config_dir, user_errors_exit_2
 from smallnet_lit.training.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+@user_errors_exit_2
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

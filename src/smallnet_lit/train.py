@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.inference.checkpoints import network_difference, read_checkpoint, resolve_model
-from smallnet_lit.training.config import config_dir, plain
+from smallnet_lit.training.config import config_dir, plain, user_errors_exit_2
 from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
 from smallnet_lit.training.reporting import finish, loggers_from, report_test
 
@@ -76,6 +76,7 @@ def check_network(model: L.LightningModule, ckpt: dict, what: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@user_errors_exit_2
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     name = cfg.get("optimized_metric")

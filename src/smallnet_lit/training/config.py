@@ -46,3 +46,26 @@ OmegaConf.register_new_resolver("smallnet_pid", lambda: str(os.getpid()), replac
 def plain(cfg: DictConfig | Any) -> Any:
     """Resolved plain dicts/lists: what checkpoints store, so they reload without Hydra."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def user_errors_exit_2(task):
+    """For a Hydra task function: input the user can fix (a missing dataset, a bad root, a bad
+    annotation or checkpoint) prints its one clear message and exits with 2, without a
+    traceback; HYDRA_FULL_ERROR=1 still shows it."""
+    import functools
+    import logging
+    import sys
+
+    from smallnet_lit.data.errors import BadInputError
+
+    @functools.wraps(task)
+    def run(cfg):
+        try:
+            return task(cfg)
+        except (BadInputError, FileNotFoundError, PermissionError) as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            logging.getLogger("smallnet_lit").error("%s", e)
+            sys.exit(2)
+
+    return run

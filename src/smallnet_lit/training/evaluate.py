@@ -71,8 +71,9 @@ def predict_split(
                 {
                     "image": key.split("#")[0],
                     "face": key,
-                    "points": np.round(pred[i].numpy(), 3).tolist(),
-                    "sigma": np.round(pred_sigma[i].numpy(), 3).tolist(),
+                    # float64 before rounding: float32 values print as 74.99400329589844
+                    "points": np.round(pred[i].numpy().astype(np.float64), 2).tolist(),
+                    "sigma": np.round(pred_sigma[i].numpy().astype(np.float64), 3).tolist(),
                     "nme": round(float(nme[i]), 6),
                     "uncertainty": float(
                         face_uncertainty(pred[i].numpy(), pred_sigma[i].numpy(), model.scheme.eye_corners)
