@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from smallnet_lit.data.synthetic import render_face, template_3d
+from smallnet_lit.data.synthetic import render_face
 from smallnet_lit.model.landmarks import IBUG68, SCHEMES, WFLW98, WFLW98_TO_IBUG68, get_scheme
+from smallnet_lit.model.shapes import template_3d
 
 
 @pytest.mark.parametrize("scheme", SCHEMES.values(), ids=lambda s: s.name)
@@ -52,7 +53,8 @@ def test_get_scheme_by_name_or_count_and_errors():
 
 
 def test_neighbour_tables_are_the_nearest_points_of_the_same_face_region():
-    from smallnet_lit.model.landmarks import IBUG68, WFLW98, neighbour_table
+    from smallnet_lit.model.landmarks import IBUG68, WFLW98
+    from smallnet_lit.model.shapes import neighbour_table
 
     table = neighbour_table(IBUG68, 4)
     assert table.shape == (68, 4) and (table != np.arange(68)[:, None]).all()

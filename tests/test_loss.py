@@ -150,7 +150,8 @@ def test_bad_loc_radius_is_rejected():
 
 
 def test_neighbour_loss_is_l1_of_the_neighbours_offsets_at_the_ground_truth_cell():
-    from smallnet_lit.model.landmarks import IBUG68, neighbour_table
+    from smallnet_lit.model.landmarks import IBUG68
+    from smallnet_lit.model.shapes import neighbour_table
 
     k, c, stride = 68, 2, 10
     index = torch.as_tensor(neighbour_table(IBUG68, c))

@@ -107,7 +107,8 @@ def test_neighbour_decoding_averages_each_point_with_its_neighbours_readings():
     """Every reading of point j (its own and those in its neighbours' maps) is built to say
     p_j, except point 0's own, which is off by d: the mean moves d / (1 + votes for 0)."""
     from smallnet_lit.model import codec
-    from smallnet_lit.model.landmarks import IBUG68, neighbour_table
+    from smallnet_lit.model.landmarks import IBUG68
+    from smallnet_lit.model.shapes import neighbour_table
 
     k, c, stride = 68, 3, 8
     index = torch.as_tensor(neighbour_table(IBUG68, c))

@@ -22,7 +22,7 @@ from tests.helpers.faces import SHARED_DATA, synthetic_photo
 
 
 def test_exports_match_pytorch(checkpoint, tmp_path):
-    from smallnet_lit.inference.checkpoints import load_model
+    from smallnet_lit.model.module import load_model
 
     net = load_model(str(checkpoint)).net
     onnx_path = export_onnx(net, tmp_path / "m.onnx", "ibug68")
@@ -40,8 +40,8 @@ def test_exports_match_pytorch(checkpoint, tmp_path):
 
 
 def test_slim_checkpoint_keeps_weights_and_sets_decoding(checkpoint, tmp_path):
-    from smallnet_lit.inference.checkpoints import load_model
     from smallnet_lit.inference.deploy import export_slim
+    from smallnet_lit.model.module import load_model
 
     slim = export_slim(checkpoint, tmp_path / "slim.ckpt", decode="soft")
     assert slim.stat().st_size < checkpoint.stat().st_size
@@ -62,7 +62,7 @@ def test_predictor_maps_points_to_photo_pixels_with_torch_and_onnx(checkpoint, t
     # predictions lie in the face's crop (1.2x the box) in photo coordinates
     lo, hi = box[0, :2] - 0.2 * (box[0, 2:] - box[0, :2]), box[0, 2:] + 0.2 * (box[0, 2:] - box[0, :2])
     assert ((faces[0].points >= lo - 1) & (faces[0].points <= hi + 1)).all()
-    from smallnet_lit.inference.checkpoints import load_model
+    from smallnet_lit.model.module import load_model
 
     export_onnx(load_model(str(checkpoint)).net, tmp_path / "m.onnx", "ibug68")
     onnx_faces = LandmarkPredictor(tmp_path / "m.onnx").predict(image, box)
@@ -80,7 +80,7 @@ def test_all_faces_of_a_photo_in_one_batch_equal_one_at_a_time(checkpoint, tmp_p
         boxes.append([*(truth.min(0) + [x, 20]), *(truth.max(0) + [x, 20])])
     model = checkpoint
     if backend == "onnx":
-        from smallnet_lit.inference.checkpoints import load_model
+        from smallnet_lit.model.module import load_model
 
         model = export_onnx(load_model(str(checkpoint)).net, tmp_path / "m.onnx", "ibug68")
     predictor = LandmarkPredictor(model)
@@ -374,9 +374,9 @@ def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path, m
     the working directory."""
     monkeypatch.chdir(tmp_path)
     from smallnet_lit.data.ibug import IbugFaces
-    from smallnet_lit.inference.checkpoints import load_model
     from smallnet_lit.inference.deploy import calibration_crops, export_onnx_int8
     from smallnet_lit.model.metrics import nme_per_face
+    from smallnet_lit.model.module import load_model
 
     net = load_model("smallnet_300w_fast").net
     root = SHARED_DATA / "300w-train"

@@ -9,8 +9,8 @@ import pytest
 
 from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.profiling import ProfilingError, fit_pose, load_mean_face, profile_face
-from smallnet_lit.data.synthetic import template_3d
 from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
+from smallnet_lit.model.shapes import template_3d
 from smallnet_lit.tools.profile_faces import main as profile_main
 from tests.helpers.faces import SHARED_DATA, write_ibug
 

@@ -14,8 +14,9 @@ from smallnet_lit.data.annotated import TEMP_MARK, CacheConfig
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.images import read_image
-from smallnet_lit.inference.checkpoints import load_model, read_checkpoint
 from smallnet_lit.inference.predictor import FaceLandmarks, box_problem
+from smallnet_lit.model.checkpoints import read_checkpoint
+from smallnet_lit.model.module import load_model
 from smallnet_lit.predict import main as predict_main
 from smallnet_lit.train import train
 from tests.helpers.faces import SHARED_DATA, synthetic_photo

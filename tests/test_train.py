@@ -6,7 +6,7 @@ import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import open_dict
 
-from smallnet_lit.inference.checkpoints import load_model
+from smallnet_lit.model.module import load_model
 from smallnet_lit.train import train
 from smallnet_lit.training.config import config_dir
 from tests.helpers.faces import SHARED_DATA, write_ibug
@@ -16,32 +16,26 @@ EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*
 
 
 def data_overrides(experiment: str, tmp_path: Path) -> list[str]:
-    """Point experiments that read files at generated data of their format."""
+    """Point experiments that read files at generated data of their format (read from the
+    composed config: its data reader and sources)."""
+    from tests.conftest import compose_config
     from tests.helpers.faces import write_wflw
 
-    data = experiment_data(experiment)
-    if data == "wflw":
+    cfg = compose_config("train", [f"+experiment={experiment}"], tmp_path / "compose")
+    reader = cfg.data.get("train", {}).get("_target_", "")
+    if "WFLW" in reader or "wflw" in reader:
         return [f"data.root={write_wflw(tmp_path / 'WFLW', 6, 4)}"]
-    if data == "ibug300w":
-        return [f"data.root={write_ibug(tmp_path / '300w', 6, 2)}", "data.val_fraction=0.3"]
-    if data == "faces68":
-        roots = {name: write_ibug(tmp_path / name, 6, 2) for name in ("ibug300w", "lfpw", "ytf68")}
-        sources = [f"data.sources.{n}.{k}" for n, r in roots.items() for k in (f"root={r}", "val_fraction=0.3")]
+    if "sources" in cfg.data:
+        overrides = []
+        for name, source in cfg.data.sources.items():
+            root = write_ibug(tmp_path / name, 6, 2)
+            overrides += [f"data.sources.{name}.root={root}"]
+            overrides += [] if source.get("train_only") else [f"data.sources.{name}.val_fraction=0.3"]
         # the teacher of a distilled experiment is a trained model: tested in test_sources.py
-        return sources + (["model.distill=null"] if "distill" in experiment_text(experiment) else [])
+        return overrides + (["model.distill=null"] if cfg.model.get("distill") else [])
+    if "Ibug" in reader or "ibug" in reader:
+        return [f"data.root={write_ibug(tmp_path / '300w', 6, 2)}", "data.val_fraction=0.3"]
     return ["data.train.num_faces=8", "data.val.num_faces=4", "data.test.num_faces=4"]
-
-
-def experiment_text(experiment: str) -> str:
-    return (Path(config_dir()) / "experiment" / f"{experiment}.yaml").read_text()
-
-
-def experiment_data(experiment: str) -> str:
-    text = experiment_text(experiment)
-    for name in ("wflw", "ibug300w", "faces68"):
-        if f"override /data: {name}" in text or f"\n  - {name}\n" in text:  # its own, or an experiment's it builds on
-            return name
-    return "synthetic"
 
 
 def logged_val_nme(run: Path) -> list[float]:
@@ -302,7 +296,7 @@ def test_ema_weights_are_what_validation_and_checkpoints_use(make_cfg, tmp_path)
     averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
     assert any(not torch.equal(averaged[k], current[k]) for k in averaged if k.endswith("weight"))
     # the checkpoint's weights are the averaged ones, and they score the logged validation NME
-    from smallnet_lit.inference.checkpoints import load_model
+    from smallnet_lit.model.module import load_model
 
     model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert torch.equal(model.net.head.weight, averaged["net.head.weight"])

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{option.replace('_', '-')} {out}: cannot make its folder ({e.strerror or e})")
         if out.is_dir():
             p.error(f"--{option.replace('_', '-')} {out}: is a folder; give a file name")
-    from smallnet_lit.inference.checkpoints import load_net
+    from smallnet_lit.model.checkpoints import load_net
 
     try:
         module = load_net(str(args.checkpoint))

@@ -10,7 +10,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.inference.checkpoints import network_difference, read_checkpoint, resolve_model
+from smallnet_lit.model.checkpoints import network_difference, read_checkpoint, resolve_model
 from smallnet_lit.training.config import config_dir, plain, user_errors_exit_2
 from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
 from smallnet_lit.training.reporting import finish, loggers_from, report_test

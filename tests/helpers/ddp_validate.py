@@ -12,7 +12,7 @@ import lightning as L
 
 from smallnet_lit.data.datamodule import FaceDataModule
 from smallnet_lit.data.synthetic import SyntheticFaces
-from smallnet_lit.inference.checkpoints import load_model
+from smallnet_lit.model.module import load_model
 
 
 def main() -> None:

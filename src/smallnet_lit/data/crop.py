@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from smallnet_lit.data.faces import FaceSample
+    from smallnet_lit.data.sample import FaceSample
 
 
 @dataclass

@@ -13,69 +13,11 @@ import cv2
 import numpy as np
 
 from smallnet_lit.data.faces import FaceSample, FaceSource
-from smallnet_lit.model.landmarks import IBUG68, WFLW98, WFLW98_TO_IBUG68, LandmarkScheme, get_scheme
+from smallnet_lit.model.landmarks import IBUG68, WFLW98_TO_IBUG68, LandmarkScheme, get_scheme
+from smallnet_lit.model.shapes import template_3d
 
 _SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates: 1/16 px precision
 _SCALE = 1 << _SUBPIXEL_BITS
-
-
-def _arc(x0, x1, y0, bulge, n, sign=-1.0):
-    t = np.linspace(0, 1, n)
-    return np.stack([x0 + (x1 - x0) * t, y0 + sign * bulge * np.sin(np.pi * t)], axis=1)
-
-
-def template_3d(rng: np.random.Generator | None = None) -> np.ndarray:
-    """(98, 3) face template in units of half the outer inter-ocular distance
-    (x right, y down, z toward the camera). With `rng`, shape and expression vary."""
-    r = (lambda lo, hi: rng.uniform(lo, hi)) if rng is not None else (lambda lo, hi: (lo + hi) / 2)
-    pts = np.zeros((98, 3))
-    # Only the image-left half and the midline are built; the right half is mirrored
-    # through the scheme's flip pairs, so the template and the scheme cannot disagree.
-    a, b, y0 = r(1.05, 1.35), r(1.15, 1.5), r(0.0, 0.2)
-    phi = np.linspace(-0.25, np.pi + 0.25, 33)
-    pts[0:33, 0], pts[0:33, 1] = -a * np.cos(phi), y0 + b * np.sin(phi)
-    pts[0:33, 2] = -0.9 * np.abs(np.cos(phi)) - 0.2
-    brow_y, brow_h, brow_t = r(-0.75, -0.5), r(0.05, 0.2), r(0.08, 0.14)
-    pts[33:38, :2] = _arc(-1.1, -0.25, brow_y, brow_h, 5)
-    pts[38:42, :2] = _arc(-0.3, -1.0, brow_y + brow_t, brow_h * 0.8, 6)[1:5]
-    pts[33:42, 2] = 0.1
-    nose_len, nose_w = r(0.7, 0.95), r(0.22, 0.35)
-    pts[51:55, 1] = np.linspace(-0.3, -0.3 + nose_len, 4)
-    pts[51:55, 2] = np.linspace(0.25, 0.7, 4)
-    ny = -0.3 + nose_len + 0.12
-    pts[55:58] = [[-nose_w, ny - 0.04, 0.3], [-nose_w / 2, ny + 0.02, 0.4], [0.0, ny + 0.04, 0.45]]
-    eye_open, eye_w, eye_y = r(0.05, 0.2), r(0.5, 0.62), r(-0.3, -0.15)
-    outer, inner = -1.0, -1.0 + eye_w * 1.4
-    xs = np.linspace(outer, inner, 5)
-    pts[60:65, :2] = np.stack([xs, eye_y - eye_open * np.sin(np.linspace(0, np.pi, 5))], 1)
-    pts[65:68, :2] = np.stack([xs[3:0:-1], eye_y + 0.6 * eye_open * np.sin(np.linspace(0, np.pi, 5))[3:0:-1]], 1)
-    pts[60:68, 2] = 0.05
-    gaze = np.array([r(-0.25, 0.25) * eye_w, r(-0.3, 0.3) * eye_open])
-    pts[96, :2] = [(outer + inner) / 2 + gaze[0], eye_y + gaze[1]]
-    pts[96, 2] = 0.1
-    mouth_y, mouth_w, smile = ny + r(0.35, 0.5), r(0.45, 0.7), r(-0.08, 0.12)
-    upper, lower, gap = r(0.06, 0.14), r(0.1, 0.2), r(0.0, 0.25)
-    # Pairs are mirrored first -> second: the upper lip is built on the image-left side,
-    # the lower lip (numbered right to left) on the image-right side.
-    lower_y = mouth_y + gap
-    pts[76:80, :2] = [
-        [-mouth_w, mouth_y - smile],
-        [-0.66 * mouth_w, mouth_y - 0.8 * upper],
-        [-0.3 * mouth_w, mouth_y - 1.2 * upper],
-        [0.0, mouth_y - 0.9 * upper],
-    ]
-    pts[83:86, :2] = [
-        [0.66 * mouth_w, lower_y + 0.6 * lower],
-        [0.3 * mouth_w, lower_y + 0.95 * lower],
-        [0.0, lower_y + lower],
-    ]
-    pts[88:91, :2] = [[-0.85 * mouth_w, mouth_y - 0.9 * smile], [-0.4 * mouth_w, mouth_y], [0.0, mouth_y]]
-    pts[93:95, :2] = [[0.4 * mouth_w, lower_y], [0.0, lower_y]]
-    pts[76:96, 2] = 0.35 - 0.3 * np.abs(pts[76:96, 0])
-    # Midline points (no partner) keep x = 0; the second point of each pair mirrors the first.
-    for left, right in WFLW98.flip_pairs:
-        pts[right] = pts[left] * [-1, 1, 1]
-    return pts
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:

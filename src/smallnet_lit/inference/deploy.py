@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from smallnet_lit.inference.checkpoints import read_checkpoint, resolve_model
+from smallnet_lit.model.checkpoints import read_checkpoint, resolve_model
 from smallnet_lit.model.net import SmallNet
 
 

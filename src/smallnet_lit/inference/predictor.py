@@ -12,7 +12,7 @@ import numpy as np
 from smallnet_lit.data.crop import CropConfig, apply_affine, crop_transform, invert_affine, warp
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.sample import FaceSample, normalize
-from smallnet_lit.inference.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
+from smallnet_lit.model.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
 from smallnet_lit.model.landmarks import LandmarkScheme, get_scheme
 from smallnet_lit.model.uncertainty import face_uncertainty, predicted_nme
 
@@ -89,7 +89,7 @@ class LandmarkPredictor:
                 ) from None
             self._net = None
         else:
-            from smallnet_lit.inference.checkpoints import load_net
+            from smallnet_lit.model.checkpoints import load_net
 
             loaded = load_net(str(model), device)
             # re-parameterized branches folded: the deployed plain net, at its speed

@@ -127,50 +127,6 @@ WFLW98_TO_IBUG68 = np.array(
     + list(range(76, 96))
 )
 
-# The mean shape of the 1,213 faces in 300-W's training folders (../shared/data/300w-train),
-# each rotated and scaled so that its outer eye corners lie at (-0.5, 0) and (0.5, 0): which
-# points lie near which (`neighbour_table`).
-# fmt: off
-_IBUG68_MEAN_SHAPE_X = (
-    -0.82, -0.81, -0.79, -0.74, -0.66, -0.52, -0.36, -0.19, 0.01, 0.20, 0.37, 0.53, 0.66, 0.74, 0.79, 0.82,
-    0.83, -0.67, -0.56, -0.42, -0.27, -0.13, 0.13, 0.28, 0.43, 0.57, 0.66, 0.01, 0.01, 0.01, 0.01, -0.17,
-    -0.08, 0.00, 0.09, 0.17, -0.50, -0.41, -0.30, -0.21, -0.30, -0.41, 0.21, 0.31, 0.41, 0.50, 0.42, 0.31,
-    -0.32, -0.20, -0.08, 0.00, 0.08, 0.20, 0.32, 0.21, 0.09, 0.00, -0.08, -0.20, -0.27, -0.08, 0.00, 0.08,
-    0.27, 0.09, 0.00, -0.08,
-)
-_IBUG68_MEAN_SHAPE_Y = (
-    0.02, 0.24, 0.45, 0.67, 0.86, 1.03, 1.16, 1.27, 1.30, 1.26, 1.15, 1.02, 0.85, 0.66, 0.45, 0.24, 0.03,
-    -0.14, -0.24, -0.27, -0.25, -0.20, -0.21, -0.26, -0.27, -0.24, -0.14, -0.03, 0.11, 0.25, 0.39, 0.49,
-    0.52, 0.54, 0.52, 0.49, 0.00, -0.05, -0.05, 0.02, 0.04, 0.04, 0.02, -0.05, -0.05, 0.00, 0.03, 0.04, 0.75,
-    0.70, 0.67, 0.69, 0.67, 0.70, 0.75, 0.86, 0.91, 0.92, 0.91, 0.86, 0.76, 0.74, 0.75, 0.74, 0.76, 0.81,
-    0.82, 0.81,
-)
-# fmt: on
-
-
-def reference_shape(scheme: LandmarkScheme) -> np.ndarray:
-    """(K, 2) frontal shape in inter-ocular units, mirror-symmetric (so that mirrored points
-    get mirrored neighbours): the 300-W mean for ibug68; for wflw98 (no WFLW training faces
-    here) the synthetic faces' template seen from the front."""
-    if scheme.num_points == IBUG68.num_points:
-        shape = np.stack([_IBUG68_MEAN_SHAPE_X, _IBUG68_MEAN_SHAPE_Y], axis=1)
-        return (shape + shape[scheme.flip_permutation] * [-1.0, 1.0]) / 2
-    from smallnet_lit.data.synthetic import template_3d  # synthetic imports this module
-
-    return template_3d()[:, :2] / 2  # template units: half the inter-ocular distance
-
-
-def neighbour_table(scheme: LandmarkScheme, count: int) -> np.ndarray:
-    """(K, count) indices of each point's `count` nearest other points in the reference
-    shape, nearest first (PIPNet's neighbours, which each cell also regresses)."""
-    if not 0 < count < scheme.num_points:
-        raise ValueError(f"neighbours must be between 1 and {scheme.num_points - 1} for {scheme.name}, got {count}")
-    shape = reference_shape(scheme)
-    dist = np.linalg.norm(shape[:, None] - shape[None], axis=-1)
-    np.fill_diagonal(dist, np.inf)
-    return np.argsort(dist, axis=1, kind="stable")[:, :count]
-
-
 SCHEMES: dict[str, LandmarkScheme] = {s.name: s for s in (WFLW98, IBUG68)}
 WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 

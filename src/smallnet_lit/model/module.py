@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -10,7 +11,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
+from smallnet_lit.errors import BadInputError
 from smallnet_lit.model import codec
+from smallnet_lit.model.checkpoints import load_net, read_checkpoint, resolve_model
 from smallnet_lit.model.landmarks import get_scheme
 from smallnet_lit.model.loss import DistillLoss, DualLoss
 from smallnet_lit.model.metrics import FaceAlignmentMetrics
@@ -98,12 +101,10 @@ class LandmarkModule(L.LightningModule):
         if self.hparams.get("channels_last"):
             self.net.to(memory_format=torch.channels_last)
         if self.distill_teacher and not self._teachers:
-            from smallnet_lit.inference.checkpoints import load_model  # checkpoints imports this module
-
             names = self.distill_teacher
             names = [names] if isinstance(names, str) else list(names)
             for name in names:
-                teacher = load_model(name, self.device).net
+                teacher = load_net(name, self.device).net
                 for p in teacher.parameters():
                     p.requires_grad_(False)
                 if self.hparams.get("channels_last"):
@@ -172,3 +173,14 @@ class LandmarkModule(L.LightningModule):
             return {"optimizer": optimizer}
         scheduler = hydra.utils.instantiate(self.hparams.scheduler, _partial_=True)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def load_model(ckpt_path: str | Path, device: str = "cpu") -> LandmarkModule:
+    """A LandmarkModule in eval mode from a checkpoint (full or slim) or a shipped model's name."""
+    ckpt = read_checkpoint(resolve_model(ckpt_path))
+    try:
+        model = LandmarkModule(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, RuntimeError, ValueError) as e:
+        raise BadInputError(f"{ckpt_path}: checkpoint does not match this version of SmallNet ({e})") from None
+    return model.to(device).eval()

@@ -21,7 +21,8 @@ from torch import nn
 
 from smallnet_lit.model import codec
 from smallnet_lit.model.codec import HeadOutput
-from smallnet_lit.model.landmarks import get_scheme, neighbour_table
+from smallnet_lit.model.landmarks import get_scheme
+from smallnet_lit.model.shapes import neighbour_table
 
 LOG_DELTA_MIN, LOG_DELTA_MAX = -6.0, 3.0  # delta in cell units: [0.0025, 20]
 

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds < 1:
         p.error(f"--rounds must be positive, got {args.rounds}")
 
-    from smallnet_lit.inference.checkpoints import WEIGHTS_DIR, load_model
+    from smallnet_lit.model.checkpoints import WEIGHTS_DIR
+    from smallnet_lit.model.module import load_model
 
     nets: dict[str, SmallNet] = {}
     names = args.models or ([] if args.arch else sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))

@@ -25,8 +25,8 @@ def prepare(out: Path, model: str, faces: Path) -> None:
     from smallnet_lit.data.crop import CropConfig
     from smallnet_lit.data.faces import FaceDataset
     from smallnet_lit.data.ibug import IbugFaces
-    from smallnet_lit.inference.checkpoints import load_net
     from smallnet_lit.inference.deploy import calibration_crops, export_onnx, export_onnx_int8
+    from smallnet_lit.model.checkpoints import load_net
 
     loaded = load_net(model)
     size, scheme = loaded.net.input_size, loaded.scheme

@@ -17,11 +17,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smallnet_lit.data.faces import FaceDataset
-from smallnet_lit.inference.checkpoints import load_model
 from smallnet_lit.inference.detect import DETECTORS, DetectedFaces, make_detector
 from smallnet_lit.inference.plots import plot_ced
 from smallnet_lit.model.metrics import FaceAlignmentMetrics, uncertainty_calibration
-from smallnet_lit.model.module import LandmarkModule
+from smallnet_lit.model.module import LandmarkModule, load_model
 from smallnet_lit.model.uncertainty import face_uncertainty, fit_error_calibration, predicted_nme, uncertainty_report
 from smallnet_lit.training.hard_faces import CRITERIA, face_difficulty, hard_flags, yaw_bin_flags
 from smallnet_lit.training.instantiate import datamodule_from

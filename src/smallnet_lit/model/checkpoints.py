@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smallnet_lit.data.errors import BadInputError
+from smallnet_lit.errors import BadInputError
 
 if TYPE_CHECKING:
     from smallnet_lit.model.landmarks import LandmarkScheme
-    from smallnet_lit.model.module import LandmarkModule
     from smallnet_lit.model.net import SmallNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -92,19 +91,6 @@ def load_net(ckpt_path: str | Path, device: str = "cpu") -> LoadedNet:
     except (TypeError, RuntimeError, ValueError, KeyError) as e:
         raise BadInputError(f"{ckpt_path}: checkpoint does not match this version of SmallNet ({e})") from None
     return LoadedNet(net.to(device).eval(), scheme, dict(hparams))
-
-
-def load_model(ckpt_path: str | Path, device: str = "cpu") -> LandmarkModule:
-    """A LandmarkModule in eval mode from a checkpoint (full or slim) or a shipped model's name."""
-    from smallnet_lit.model.module import LandmarkModule
-
-    ckpt = read_checkpoint(resolve_model(ckpt_path))
-    try:
-        model = LandmarkModule(**ckpt["hyper_parameters"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, RuntimeError, ValueError) as e:
-        raise BadInputError(f"{ckpt_path}: checkpoint does not match this version of SmallNet ({e})") from None
-    return model.to(device).eval()
 
 
 # The network settings that decide the shapes of the weights.
