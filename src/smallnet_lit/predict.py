@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.inference.detect import DEFAULT_DETECTOR, DETECTORS
+from smallnet_lit.inference.detect import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
 from smallnet_lit.inference.smoothing import SMOOTHERS
 from smallnet_lit.inference.writer import PredictionWriter
 
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--detector", choices=list(DETECTORS), default=DEFAULT_DETECTOR, help="face detector (docs/prediction.md)"
     )
-    p.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")
+    p.add_argument("--min-face", type=int, default=MIN_FACE, help="smallest face the detector looks for, pixels")
     p.add_argument("--redetect-every", type=int, default=10, help="video: run the detector every N frames")
     p.add_argument(
         "--max-predicted-nme",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from smallnet_lit.data.images import read_image
-from smallnet_lit.inference.detect import DEFAULT_DETECTOR, make_detector
+from smallnet_lit.inference.detect import DEFAULT_DETECTOR, MIN_FACE, make_detector
 from smallnet_lit.inference.predictor import FaceLandmarks, LandmarkPredictor, box_problem
 
 
@@ -26,7 +26,7 @@ class Landmarker:
         self,
         model: str | Path = "smallnet_300w",
         device: str = "cpu",
-        min_face: int = 40,
+        min_face: int = MIN_FACE,
         detector: str = DEFAULT_DETECTOR,
         backend: str | None = None,
     ) -> None:
@@ -65,7 +65,7 @@ class Landmarker:
 def load(
     model: str | Path = "smallnet_300w",
     device: str = "cpu",
-    min_face: int = 40,
+    min_face: int = MIN_FACE,
     detector: str = DEFAULT_DETECTOR,
     backend: str | None = None,
 ) -> Landmarker:

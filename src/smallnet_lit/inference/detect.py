@@ -29,6 +29,9 @@ from smallnet_lit.data.crop import apply_affine_to_box, invert_affine
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.sample import FaceSample, FaceSource
 
+# The smallest face the detectors look for by default, pixels (--min-face, sl.load(min_face=)).
+MIN_FACE = 40
+
 
 @dataclass(frozen=True)
 class BoxCalibration:
@@ -72,7 +75,7 @@ class HaarFaceDetector(FaceDetector):
     # box widths (constants from an earlier measurement on every 4th face)
     calibration = BoxCalibration(extent=0.87, shift_x=0.0, shift_y=0.14)
 
-    def __init__(self, min_size: int = 40, scale_factor: float = 1.1, min_neighbors: int = 5) -> None:
+    def __init__(self, min_size: int = MIN_FACE, scale_factor: float = 1.1, min_neighbors: int = 5) -> None:
         self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self._classifier = cv2.CascadeClassifier(str(path))
@@ -94,7 +97,7 @@ class MtcnnFaceDetector(FaceDetector):
     # extent 1.053x, centre +0.015 / +0.173 box widths
     calibration = BoxCalibration(extent=1.055, shift_x=0.015, shift_y=0.175)
 
-    def __init__(self, min_size: int = 40, threads: int = 1) -> None:
+    def __init__(self, min_size: int = MIN_FACE, threads: int = 1) -> None:
         from smallnet_lit.inference.mtcnn import MtcnnNets
 
         self.min_size = min_size
@@ -108,7 +111,7 @@ DETECTORS: dict[str, type[FaceDetector]] = {"mtcnn": MtcnnFaceDetector, "haar": 
 DEFAULT_DETECTOR = "mtcnn"
 
 
-def make_detector(name: str = DEFAULT_DETECTOR, min_size: int = 40) -> FaceDetector:
+def make_detector(name: str = DEFAULT_DETECTOR, min_size: int = MIN_FACE) -> FaceDetector:
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
     return DETECTORS[name](min_size=min_size)

@@ -73,7 +73,7 @@ class MtcnnNets:
     """The three-stage cascade: proposals from a 12x12 net over an image pyramid, then a
     24x24 and a 48x48 net that reject, refine and (the last) place five key points."""
 
-    min_size: int = 40
+    min_size: int  # the smallest face to look for, pixels (detect.MIN_FACE by default)
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     scale_factor: float = 0.709
     threads: int = 1

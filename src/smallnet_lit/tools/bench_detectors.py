@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smallnet_lit.inference.detect import DETECTORS, FaceDetector, make_detector
+from smallnet_lit.inference.detect import DETECTORS, MIN_FACE, FaceDetector, make_detector
 
 
 def annotated_photos(root: Path) -> list[tuple[Path, list[np.ndarray]]]:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("roots", nargs="+", type=Path)
     parser.add_argument("--detector", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     parser.add_argument("--every", type=int, default=1, help="use every N-th photo")
-    parser.add_argument("--min-face", type=int, default=40)
+    parser.add_argument("--min-face", type=int, default=MIN_FACE)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.every < 1:

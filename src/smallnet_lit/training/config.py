@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from smallnet_lit.model.landmarks import WFLW_ATTRIBUTES
+
 
 def config_dir() -> str:
     """`conf/` of a source checkout, or the copy packed into an installed wheel."""
@@ -39,6 +41,8 @@ OmegaConf.register_new_resolver("smallnet_root", project_root, replace=True)
 OmegaConf.register_new_resolver("smallnet_cache", user_cache_dir, replace=True)
 # ${smallnet_mul:2,${model.net.input_size}}: sizes that follow another value (the crop cache).
 OmegaConf.register_new_resolver("smallnet_mul", lambda *factors: math.prod(factors), replace=True)
+# ${smallnet_wflw_attributes:}: WFLW's six attribute flags, named once (model.landmarks).
+OmegaConf.register_new_resolver("smallnet_wflw_attributes", lambda: list(WFLW_ATTRIBUTES), replace=True)
 # ${smallnet_pid:} in run dirs: two runs started in the same second get folders of their own.
 OmegaConf.register_new_resolver("smallnet_pid", lambda: str(os.getpid()), replace=True)
 
