@@ -176,3 +176,27 @@ def test_api_arguments_are_checked(checkpoint, tmp_path):
     for shape in ((2, 5), (2, 6), (3,)):
         with pytest.raises(ValueError, match=r"boxes must be \(N, 4\)"):
             model(tmp_path / "face.jpg", boxes=np.ones(shape))
+
+
+def test_the_python_api_tracks_a_video_file_or_frames(checkpoint, tmp_path):
+    import smallnet_lit as sl
+    from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
+
+    image, points = render_face(np.random.default_rng(1), 160)
+    frames = [np.roll(image, t, axis=1).copy() for t in range(8)]
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 160))
+    for frame in frames:
+        writer.write(frame[..., ::-1].copy())
+    writer.release()
+    pts = points[WFLW98_TO_IBUG68]
+    model = sl.load(checkpoint)
+    model.detector = lambda rgb: np.array([[*pts.min(0), *pts.max(0)]])  # a detector that finds the face
+    from_frames = list(model.track(frames, fps=25, redetect_every=4, smooth="none"))
+    from_file = list(model.track(tmp_path / "clip.avi", redetect_every=4, smooth="none"))
+    assert len(from_frames) == len(from_file) == 8 and all(len(f) == 1 for f in from_frames + from_file)
+    assert from_frames[0][0].points.shape == (68, 2)
+    with pytest.raises(ValueError, match="frame 0: expected an RGB uint8"):
+        next(model.track([np.zeros((10, 10))]))
+    with pytest.raises(ValueError, match="not a readable video"):
+        (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
+        next(model.track(tmp_path / "bad.mp4"))

@@ -15,15 +15,14 @@ from tqdm import tqdm
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.images import IMAGE_SUFFIXES, read_image
-from smallnet_lit.inference.detect import BoxLookup, box_iou, make_detector, read_boxes
+from smallnet_lit.inference.detect import BoxLookup, make_detector, read_boxes
 from smallnet_lit.inference.plots import contact_sheet, draw_landmarks, draw_predicted_error, error_colour
 from smallnet_lit.inference.predictor import (
     FaceLandmarks,
     LandmarkPredictor,
     box_problem,
-    landmark_box,
 )
-from smallnet_lit.inference.smoothing import make_smoother
+from smallnet_lit.inference.tracking import FaceTracker
 
 log = logging.getLogger("smallnet_lit.predict")
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -194,12 +193,19 @@ class PredictionWriter:
             if not writer.isOpened():
                 self.fail(f"{path}: overlay video not written to {out} (cannot open it for writing)")
                 writer = None
-        tracks: list[dict] = []
+        tracker = FaceTracker(
+            self.predictor,
+            self.detector,
+            self.args.redetect_every,
+            self.args.smooth,
+            None if self.boxes is None else (lambda i: self.boxes.get(path, name, frame=i)),
+            str(path),
+        )
         index = 0
         with tqdm(total=total, desc=path.name, unit="frame") as bar:
             while ok:
                 rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                faces = self.track(rgb, tracks, index, 1.0 / fps, path, name)
+                faces = tracker(rgb, index, 1.0 / fps)
                 faces, uncertain = self.split_uncertain(faces, f"{path} frame {index}")
                 record = {"video": str(path), "frame": index, "faces": [f.to_json() for f in faces]}
                 self.write({**record, "uncertain_faces": uncertain} if uncertain else record)
@@ -227,55 +233,6 @@ class PredictionWriter:
             out = self.args.out / f"{stem}_{Path(name).suffix.lstrip('.').lower()}_landmarks.mp4"
         self.video_outputs.add(out)
         return out
-
-    def track(
-        self, rgb: np.ndarray, tracks: list[dict], index: int, dt: float, path: Path, name: str
-    ) -> list[FaceLandmarks]:
-        """Detect every few frames; in between, crop where each face's landmarks were."""
-        if self.boxes is not None:  # given boxes ("<video name>:<frame>") start or reset tracks
-            boxes = self.boxes.get(path, name, frame=index)
-            if boxes is not None:
-                for box in boxes:
-                    if problem := box_problem(box, rgb.shape):
-                        log.warning("%s frame %d: box %s rejected: %s", path, index, np.round(box, 2).tolist(), problem)
-                boxes = np.array([b for b in boxes if box_problem(b, rgb.shape) is None]).reshape(-1, 4)
-        elif index % self.args.redetect_every == 0 or not tracks:
-            boxes = self.detector(rgb)
-            boxes = boxes if len(boxes) else None  # a detector miss keeps the faces tracked so far
-        else:
-            boxes = None
-        if boxes is not None:
-            tracks[:] = [self.continue_track(b, tracks) for b in boxes]
-        faces = self.predictor.predict(rgb, np.array([t["box"] for t in tracks]).reshape(-1, 4))
-        if boxes is None and self.boxes is None and any(map(error_jumped, tracks, faces)):
-            # A tracked face whose predicted error jumps has likely lost the face: detect now.
-            detected = self.detector(rgb)
-            if len(detected):
-                tracks[:] = [self.continue_track(b, tracks, fresh=True) for b in detected]
-                faces = self.predictor.predict(rgb, np.array([t["box"] for t in tracks]).reshape(-1, 4))
-        for t, f in zip(tracks, faces, strict=True):
-            t["predicted_nme"] = f.predicted_nme
-            if t["smoother"] is not None:
-                f.points = t["smoother"](f.points, dt, f.sigma)
-            t["box"] = landmark_box(f.points)
-        return faces
-
-    def continue_track(self, box: np.ndarray, tracks: list[dict], fresh: bool = False) -> dict:
-        """A detection that overlaps a track (IoU > 0.3) continues it: its landmark box and
-        smoothing state are kept (they fit the face better than a fresh detector box), unless
-        `fresh` (the track lost its face): then the detector's box, same smoothing state."""
-        best = max(tracks, key=lambda t: box_iou(box, t["box"]), default=None)
-        if best is not None and box_iou(box, best["box"]) > 0.3:
-            return {**best, "box": box} if fresh else best
-        return {"box": box, "smoother": make_smoother(self.args.smooth)}
-
-
-JUMP_FACTOR, JUMP_FLOOR = 2.0, 0.05  # a predicted NME that doubles to above 5%: re-detect
-
-
-def error_jumped(track: dict, face: FaceLandmarks) -> bool:
-    before, now = track.get("predicted_nme"), face.predicted_nme
-    return before is not None and now is not None and now > max(JUMP_FLOOR, JUMP_FACTOR * before)
 
 
 def check_size(path: Path) -> None:
