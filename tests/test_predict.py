@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from smallnet_lit.data.crop import CropConfig
+from smallnet_lit.data.crop import CropConfig, apply_affine
 from smallnet_lit.data.faces import FaceDataset
 from smallnet_lit.data.synthetic import SyntheticFaces, render_face
 from smallnet_lit.inference.deploy import Deployable, export_onnx, export_torchscript
@@ -388,7 +388,7 @@ def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path, m
     affine = torch.stack([it["to_photo"] for it in items])
 
     def photo(points):
-        return torch.as_tensor(points) @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+        return apply_affine(affine, torch.as_tensor(points))
 
     truth = photo(torch.stack([it["points"] for it in items]))
     nme = {}

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from smallnet_lit.data.crop import apply_affine
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.ibug import IbugFaces, read_pts
 from smallnet_lit.data.images import read_image
@@ -118,7 +119,7 @@ def test_cache_is_reused_and_maps_back_to_photo_pixels(wflw_root, tmp_path):
     b = WFLWFaces(wflw_root, "test", cache=cache)
     assert (folders[0] / "faces.bin").stat().st_mtime_ns == stamp
     sample, plain = b.load(3), WFLWFaces(wflw_root, "test").load(3)
-    back = sample.points @ sample.to_photo[:, :2].T + sample.to_photo[:, 2]
+    back = apply_affine(sample.to_photo, sample.points)
     np.testing.assert_allclose(back, plain.points, atol=1e-6)
     assert len(a) == len(b) == 8
 

@@ -367,3 +367,29 @@ def test_a_missing_dataset_is_one_message_and_exit_2_without_a_traceback(tmp_pat
     run = subprocess.run([*args, f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env)
     assert run.returncode == 2 and "WFLW not found" in run.stderr + run.stdout
     assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_the_model_carries_its_crop_protocol_to_prediction_and_eval(make_cfg, tmp_path):
+    """A model trained with another eval crop is predicted and evaluated with that crop."""
+    from smallnet_lit.export import main as export_main
+    from smallnet_lit.inference.predictor import LandmarkPredictor
+    from smallnet_lit.model.checkpoints import model_protocol
+
+    cfg = make_cfg(
+        [
+            "data.eval_crop.scale=1.4",
+            "trainer.max_epochs=1",
+            "test=false",
+            "data.train.num_faces=8",
+            "data.val.num_faces=4",
+        ]
+    )
+    train(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert model_protocol(read_checkpoint(ckpt)["hyper_parameters"])["crop_scale"] == pytest.approx(1.4)
+    assert export_main([str(ckpt), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    for model in (ckpt, tmp_path / "m.onnx"):
+        predictor = LandmarkPredictor(model)
+        assert predictor.crop.scale == pytest.approx(1.4) and predictor.protocol["pixel_std"] == 64.0
+    # checkpoints from before the protocol was stored: the protocol they were trained with
+    assert model_protocol({})["crop_scale"] == 1.2

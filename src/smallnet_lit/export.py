@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, BadInputError) as e:
         log.error("%s", e)
         return 2
-    stored = module.hparams.get("error_calibration")
-    metadata = {"error_calibration": json.dumps(stored)} if stored else None
+    # The model's crop protocol travels with it; so does its error calibration.
+    metadata = {k: str(v) for k, v in module.protocol.items()}
+    if stored := module.hparams.get("error_calibration"):
+        metadata["error_calibration"] = json.dumps(stored)
     if args.onnx:
         log.info("wrote %s", export_onnx(module.net, args.onnx, module.scheme.name, metadata=metadata))
     if args.torchscript:

@@ -10,6 +10,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from smallnet_lit.data.errors import BadInputError
+from smallnet_lit.data.sample import PIXEL_MEAN, PIXEL_STD
 from smallnet_lit.model.checkpoints import network_difference, read_checkpoint, resolve_model
 from smallnet_lit.training.config import config_dir, plain, user_errors_exit_2
 from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
@@ -26,6 +27,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = datamodule_from(cfg.data)
     model = model_from(cfg.model)
+    # The model carries the crop protocol it is trained with: prediction and eval read it.
+    model.hparams["protocol"] = {
+        "crop_scale": float(datamodule.eval_crop.scale), "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD,
+    }  # fmt: skip
     if cfg.get("init_from"):
         start_from(model, cfg.init_from)
     if cfg.get("ckpt_path"):  # a clear error for a missing, corrupt or other network's file, before any work

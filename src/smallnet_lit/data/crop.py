@@ -79,8 +79,10 @@ def crop_transform(
     return m, flip
 
 
-def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ m[:, :2].T + m[:, 2]
+def apply_affine(m, points):
+    """Points (..., K, 2) through 2x3 maps (..., 2, 3): one map, or one per face of a batch
+    (numpy arrays or torch tensors). With a crop's `to_photo` map: crop pixels -> photo pixels."""
+    return points @ m[..., :2].swapaxes(-1, -2) + m[..., None, :, 2]
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:

@@ -54,6 +54,6 @@ class FaceSource(abc.ABC):
         return None
 
 
-def normalize(image: np.ndarray) -> np.ndarray:
+def normalize(image: np.ndarray, mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> np.ndarray:
     """HWC uint8 RGB -> the network's normalized CHW float32 input."""
-    return np.ascontiguousarray(((image.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1))
+    return np.ascontiguousarray(((image.astype(np.float32) - mean) / std).transpose(2, 0, 1))

@@ -12,7 +12,7 @@ import numpy as np
 from smallnet_lit.data.crop import CropConfig, apply_affine, crop_transform, invert_affine, warp
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.sample import FaceSample, normalize
-from smallnet_lit.model.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, resolve_model  # noqa: F401 - re-exported
+from smallnet_lit.model.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS_DIR, model_protocol, resolve_model  # noqa: F401 - re-exported
 from smallnet_lit.model.landmarks import LandmarkScheme, get_scheme
 from smallnet_lit.model.uncertainty import face_uncertainty, predicted_nme
 
@@ -65,14 +65,14 @@ class LandmarkPredictor:
         self,
         model: str | Path = "smallnet_300w",
         device: str = "cpu",
-        crop_scale: float = 1.2,
+        crop_scale: float | None = None,
         backend: str | None = None,
     ) -> None:
         """backend: "onnx" (ONNX Runtime: an .onnx file, or a shipped model's int8 export),
         "torch" (a checkpoint), or None: a shipped model's fastest path (ONNX Runtime int8,
-        which keeps its accuracy: docs/speed.md), else what the file is."""
+        which keeps its accuracy: docs/speed.md), else what the file is. The crop and the pixel
+        normalization are the model's own (its protocol); `crop_scale` overrides the crop."""
         model = runtime_file(model, backend)
-        self.crop = CropConfig(scale=crop_scale, use_given_box=True)
         if model.suffix == ".onnx":
             import onnxruntime as ort
 
@@ -82,6 +82,7 @@ class LandmarkPredictor:
                 self.scheme: LandmarkScheme = get_scheme(meta["scheme"])
                 self.input_size = int(meta["input_size"])
                 self.error_calibration = json.loads(meta["error_calibration"]) if "error_calibration" in meta else None
+                protocol = model_protocol(meta)
             except Exception as e:  # onnxruntime raises its own types for a corrupt file
                 raise BadInputError(
                     f"{model}: not a usable SmallNet ONNX model ({type(e).__name__}: {str(e)[:200]}); "
@@ -96,6 +97,9 @@ class LandmarkPredictor:
             self._net, self._session = loaded.net.deployed().eval(), None
             self.scheme, self.input_size, self.device = loaded.scheme, loaded.net.input_size, device
             self.error_calibration = loaded.hparams.get("error_calibration")
+            protocol = loaded.protocol
+        self.protocol = {**protocol, **({} if crop_scale is None else {"crop_scale": float(crop_scale)})}
+        self.crop = CropConfig(scale=self.protocol["crop_scale"], use_given_box=True)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalized (B, 3, S, S) float32 -> points (B, K, 2), sigma (B, K), confidence (B, K) in input pixels."""
@@ -120,7 +124,8 @@ class LandmarkPredictor:
         for box in landmark_boxes:
             sample = FaceSample(image_rgb, np.zeros((0, 2)), "", box=np.asarray(box, np.float64))
             m, _ = crop_transform(sample, self.input_size, self.crop)
-            crops.append(normalize(warp(image_rgb, m, self.input_size)))
+            crop = warp(image_rgb, m, self.input_size)
+            crops.append(normalize(crop, self.protocol["pixel_mean"], self.protocol["pixel_std"]))
             inverses.append(invert_affine(m))
         points, sigma, conf = self.run(np.stack(crops))
         faces = []

@@ -66,6 +66,19 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+# The crop protocol a model was trained and evaluated with: what prediction, evaluation and the
+# benchmarks must reproduce. Stored in checkpoints (hyper_parameters["protocol"], written when
+# training starts) and in the ONNX metadata; checkpoints from before it used these values.
+PROTOCOL_DEFAULTS = {"crop_scale": 1.2, "pixel_mean": 127.5, "pixel_std": 64.0}
+
+
+def model_protocol(hparams: dict[str, Any]) -> dict[str, float]:
+    """crop_scale (the eval crop's side over the landmark extent), pixel_mean and pixel_std (the
+    input normalization) of a checkpoint's hyper_parameters, or of an ONNX file's metadata."""
+    stored = hparams.get("protocol") or {}
+    return {k: float(stored.get(k, hparams.get(k, v))) for k, v in PROTOCOL_DEFAULTS.items()}
+
+
 @dataclass
 class LoadedNet:
     """A checkpoint's network for inference, read without Lightning or Hydra."""
@@ -73,6 +86,10 @@ class LoadedNet:
     net: SmallNet  # eval mode
     scheme: LandmarkScheme
     hparams: dict[str, Any]  # the checkpoint's hyper_parameters (error_calibration, ...)
+
+    @property
+    def protocol(self) -> dict[str, float]:
+        return model_protocol(self.hparams)
 
 
 def load_net(ckpt_path: str | Path, device: str = "cpu") -> LoadedNet:

@@ -41,6 +41,7 @@ class LandmarkModule(L.LightningModule):
         distill: dict[str, Any] | None = None,
         channels_last: bool = False,
         error_calibration: dict[str, Any] | None = None,
+        protocol: dict[str, float] | None = None,
     ) -> None:
         """distill: {teacher: checkpoint path or shipped name, or a list of them (an
         ensemble: `codec.mixture` of their maps), cells, offsets, temperature, weight}: add
@@ -49,7 +50,9 @@ class LandmarkModule(L.LightningModule):
         channels_last: run the convolutions in NHWC memory layout (faster on CPUs:
         docs/speed.md); the weights and their checkpoints are the same either way.
         error_calibration: {a, b, ...} of `model.uncertainty.predicted_nme`, fitted by eval on a
-        validation split and stored by `smallnet-export --error-calibration`."""
+        validation split and stored by `smallnet-export --error-calibration`.
+        protocol: the crop protocol (crop_scale, pixel_mean, pixel_std: checkpoints.model_protocol)
+        that prediction and evaluation reproduce; train.py records the data's."""
         super().__init__()
         self.save_hyperparameters()
         self.scheme = get_scheme(scheme)

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from smallnet_lit.data.crop import apply_affine
 from smallnet_lit.data.images import read_image
 from smallnet_lit.data.synthetic import render_face
 from smallnet_lit.inference.predictor import LandmarkPredictor
@@ -52,7 +53,7 @@ def clip(
         frame += rng.normal(0, 4, frame.shape)  # sensor noise: still frames are not identical
         _, jpeg = cv2.imencode(".jpg", frame.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 80])
         images.append(cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED))
-        truths.append(points @ m[:, :2].T + m[:, 2])
+        truths.append(apply_affine(m, points))
     return images, truths
 
 

@@ -112,7 +112,7 @@ def training_images_per_second(net: SmallNet, steps: int = 6, batch: int = 32) -
 
 def int8_accuracy(net: SmallNet, folder: Path, paths: dict[str, Path]) -> dict[str, float]:
     """NME of each ONNX file on the seeded validation split of an iBUG-format folder, eval crops."""
-    from smallnet_lit.data.crop import CropConfig
+    from smallnet_lit.data.crop import CropConfig, apply_affine
     from smallnet_lit.data.faces import FaceDataset
     from smallnet_lit.data.ibug import IbugFaces
     from smallnet_lit.model.landmarks import get_scheme
@@ -125,7 +125,7 @@ def int8_accuracy(net: SmallNet, folder: Path, paths: dict[str, Path]) -> dict[s
     affine = torch.stack([it["to_photo"] for it in items])
 
     def photo(points) -> torch.Tensor:
-        return torch.as_tensor(points) @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+        return apply_affine(affine, torch.as_tensor(points))
 
     truth = photo(torch.stack([it["points"] for it in items]))
     result = {"faces": len(items)}

@@ -60,8 +60,10 @@ def score(out: Path) -> None:
     meta = json.loads((out / "prepared.json").read_text())
     affine, truth = np.load(out / "to_photo.npy"), np.load(out / "truth.npy")
 
+    from smallnet_lit.data.crop import apply_affine
+
     def photo(points: np.ndarray) -> np.ndarray:
-        return points @ affine[:, :, :2].transpose(0, 2, 1) + affine[:, None, :, 2]
+        return apply_affine(affine, points)
 
     a, b = meta["eye_corners"]
     t = photo(truth)

@@ -16,9 +16,12 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from smallnet_lit.data.crop import apply_affine
 from smallnet_lit.data.faces import FaceDataset
+from smallnet_lit.data.sample import PIXEL_MEAN, PIXEL_STD
 from smallnet_lit.inference.detect import DETECTORS, DetectedFaces, make_detector
 from smallnet_lit.inference.plots import plot_ced
+from smallnet_lit.model.checkpoints import model_protocol
 from smallnet_lit.model.metrics import FaceAlignmentMetrics, uncertainty_calibration
 from smallnet_lit.model.module import LandmarkModule, load_model
 from smallnet_lit.model.uncertainty import face_uncertainty, fit_error_calibration, predicted_nme, uncertainty_report
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 def to_photo(points: torch.Tensor, sigma: torch.Tensor, affine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Map input-pixel points (B, K, 2) and sigma (B, K) back to photo pixels with the
     (B, 2, 3) crop inverses (similarity transforms, so sigma scales by their scale)."""
-    photo = points @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+    photo = apply_affine(affine, points)
     scale = affine[:, :, :2].det().abs().sqrt()
     return photo, sigma * scale[:, None]
 
@@ -104,9 +107,14 @@ def model_and_data(cfg: DictConfig):
     """The checkpoint of an eval config and the datamodule of its split (cfg.split is set:
     the test split where the data has one, else all), at the checkpoint's input size."""
     model = load_model(cfg.ckpt_path, cfg.device)
+    protocol = model_protocol(dict(model.hparams))
+    if (protocol["pixel_mean"], protocol["pixel_std"]) != (PIXEL_MEAN, PIXEL_STD):
+        raise ValueError(f"{cfg.ckpt_path}: its pixel normalization {protocol} is not this package's")
     with open_dict(cfg):
         cfg.model.net.input_size = model.net.input_size
         cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
+        if "eval_crop" in cfg.data:  # the model's own crop, whatever the data config says
+            cfg.data.eval_crop.scale = protocol["crop_scale"]
     datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), only_split=cfg.split)
     if datamodule.scheme.name != model.scheme.name:
         raise ValueError(

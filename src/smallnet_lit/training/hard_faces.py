@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from smallnet_lit.data.crop import CropConfig, crop_transform, warp
+from smallnet_lit.data.crop import CropConfig, apply_affine, crop_transform, warp
 from smallnet_lit.data.faces import FaceSample, FaceSource
 from smallnet_lit.model.landmarks import LandmarkScheme
 
@@ -39,7 +39,8 @@ def yaw_asymmetry(points: np.ndarray, scheme: LandmarkScheme) -> float:
 
 def sharpness(image: np.ndarray, points: np.ndarray, size: int = 128) -> float:
     """Variance of the Laplacian of the face's evaluation crop at `size` pixels."""
-    m, _ = crop_transform(FaceSample(image, points, ""), size, CropConfig(scale=1.2))
+    # the default eval crop: the difficulty of a face does not depend on the model evaluated
+    m, _ = crop_transform(FaceSample(image, points, ""), size, CropConfig())
     crop = warp(image, m, size, cv2.INTER_AREA)
     grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
@@ -79,7 +80,7 @@ def face_difficulty(source: FaceSource, index: int) -> Difficulty:
     # Photo-pixel inter-ocular distance: cached crops are rescaled, so map the points back.
     photo_points = sample.points
     if sample.to_photo is not None:
-        photo_points = sample.points @ sample.to_photo[:, :2].T + sample.to_photo[:, 2]
+        photo_points = apply_affine(sample.to_photo, sample.points)
     iod = float(np.linalg.norm(photo_points[scheme.eye_corners[0]] - photo_points[scheme.eye_corners[1]]))
     return Difficulty(yaw_asymmetry(sample.points, scheme), iod, sharpness(sample.image, sample.points))
 
