@@ -276,3 +276,45 @@ def test_channels_last_computes_the_same_loss_and_gradients():
         losses.append(loss.item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     torch.testing.assert_close(plain.net.head.weight.grad, nhwc.net.head.weight.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_feature_distillation_pulls_the_students_features_through_a_projection():
+    torch.manual_seed(0)
+    teacher = SmallNet(num_points=5, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1])
+    student = SmallNet(num_points=5, input_size=64, widths=[8, 8, 8], depths=[1, 1, 1])
+    images = torch.randn(4, 3, 64, 64)
+    kd = DistillLoss(cells=0.0, offsets=0.0, features=1.0, student_channels=24, teacher_channels=40)
+    with torch.no_grad():
+        t_out = teacher.forward_maps(images)
+    opt = torch.optim.Adam([*student.parameters(), *kd.parameters()], lr=1e-2)
+    losses = []
+    for _ in range(40):
+        loss, parts = kd(student.forward_maps(images), t_out)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.5 * losses[0] and "loss_kd_features" in parts
+    with pytest.raises(ValueError, match="feature channels"):
+        DistillLoss(features=1.0)
+
+
+def test_a_run_with_feature_distillation_reloads_without_its_teacher(make_cfg, tmp_path):
+    from smallnet_lit.inference.deploy import export_slim
+    from smallnet_lit.model.module import load_model
+
+    base = ["data.train.num_faces=8", "data.val.num_faces=4", "trainer.max_epochs=1", "test=false"]
+    train(make_cfg(base))
+    teacher = tmp_path / "teacher.ckpt"
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").rename(teacher)
+    cfg = make_cfg([*base, "model.net.widths=[8,8,8]", f"model.distill={{teacher:'{teacher}',features:1.0}}"])
+    cfg.paths.output_dir = str(tmp_path / "student")
+    cfg.trainer.log_every_n_steps = 1
+    train(cfg)
+    assert "train/loss_kd_features" in (tmp_path / "student" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    student = tmp_path / "student" / "checkpoints" / "last.ckpt"
+    teacher.unlink()
+    assert load_model(student).distill_fn.projection.out_channels == 16 + 16 + 8  # the teacher's pooled levels
+    slim = export_slim(student, tmp_path / "slim.ckpt")
+    assert not any(k.startswith("distill_fn.") for k in torch.load(slim, weights_only=False)["state_dict"])
+    load_model(slim)  # loads without the projection or the teacher

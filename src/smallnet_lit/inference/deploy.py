@@ -149,6 +149,8 @@ def export_slim(checkpoint: Path, path: Path, decode: str | None = None, error_c
     with the package; `LandmarkModule.load_from_checkpoint` reads it as usual."""
     full = read_checkpoint(resolve_model(checkpoint))
     slim = {k: full[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")}
+    # training-only weights (the feature-distillation projection) do not ship either
+    slim["state_dict"] = {k: v for k, v in slim["state_dict"].items() if not k.startswith("distill_fn.")}
     # Training-only settings (optimizer, schedule, the distillation teacher) do not ship.
     hparams = {
         k: v

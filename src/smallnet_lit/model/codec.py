@@ -24,6 +24,8 @@ class HeadOutput:
     stride: int
     neighbour_offsets: torch.Tensor | None = None
     neighbour_index: torch.Tensor | None = None
+    # The pooled features the head reads (B, C, H, W): feature-level distillation's target.
+    features: torch.Tensor | None = None
 
 
 def encode(

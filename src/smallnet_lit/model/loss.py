@@ -135,17 +135,34 @@ class DistillLoss(nn.Module):
     cells: KL(p_teacher || p_student) of each landmark's cell distribution, both softened
       by `temperature` (times T^2, the usual scaling so gradients keep their size);
     offsets: squared error of the student's offsets against the teacher's, per cell,
-      weighted by the teacher's cell probability (what soft-argmax decoding reads).
+      weighted by the teacher's cell probability (what soft-argmax decoding reads);
+    features: squared error of the student's pooled head features, through a learned 1x1
+      projection to the teacher's channels (FitNets), against the teacher's, each feature map
+      standardized per sample so the teachers' scale does not matter. The projection is
+      trained with the student and dropped at export.
     """
 
-    def __init__(self, cells: float = 1.0, offsets: float = 1.0, temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        cells: float = 1.0,
+        offsets: float = 1.0,
+        temperature: float = 1.0,
+        features: float = 0.0,
+        student_channels: int = 0,
+        teacher_channels: int = 0,
+    ) -> None:
         super().__init__()
-        if cells < 0 or offsets < 0 or temperature <= 0:
+        if cells < 0 or offsets < 0 or features < 0 or temperature <= 0:
             raise ValueError(
                 f"distillation weights must be >= 0 and temperature > 0, got cells={cells}, "
-                f"offsets={offsets}, temperature={temperature}"
+                f"offsets={offsets}, features={features}, temperature={temperature}"
             )
-        self.cells, self.offsets, self.temperature = cells, offsets, temperature
+        self.cells, self.offsets, self.temperature, self.features = cells, offsets, temperature, features
+        self.projection = None
+        if features > 0:
+            if student_channels < 1 or teacher_channels < 1:
+                raise ValueError("feature distillation needs the student's and the teacher's feature channels")
+            self.projection = nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
 
     def forward(self, student: HeadOutput, teacher: HeadOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if student.scores.shape != teacher.scores.shape:
@@ -161,4 +178,19 @@ class DistillLoss(nn.Module):
         sq = ((student.offsets - teacher.offsets) ** 2).sum(2).flatten(2)  # (B, K, N)
         kd_offsets = (p_t * sq).sum(-1).mean()
         total = self.cells * kd_cells + self.offsets * kd_offsets
-        return total, {"loss_kd_cells": kd_cells.detach(), "loss_kd_offsets": kd_offsets.detach()}
+        parts = {"loss_kd_cells": kd_cells.detach(), "loss_kd_offsets": kd_offsets.detach()}
+        if self.projection is not None:
+            if student.features is None or teacher.features is None:
+                raise ValueError("feature distillation needs both nets' features (an ensemble teacher has none)")
+            kd_features = (
+                (_standardize(self.projection(student.features)) - _standardize(teacher.features)) ** 2
+            ).mean()
+            total = total + self.features * kd_features
+            parts["loss_kd_features"] = kd_features.detach()
+        return total, parts
+
+
+def _standardize(x: torch.Tensor) -> torch.Tensor:
+    """Each sample's feature maps to zero mean and unit variance (over channels and cells)."""
+    flat = x.flatten(1)
+    return ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(x)

@@ -66,6 +66,11 @@ class LandmarkModule(L.LightningModule):
         distill = dict(distill or {})
         self.distill_teacher = distill.pop("teacher", None)
         self.distill_weight = float(distill.pop("weight", 1.0))
+        if self.distill_teacher and distill.get("features", 0) > 0:
+            distill["student_channels"] = self.net.head.in_channels
+            distill["teacher_channels"] = distill.get("teacher_channels") or _feature_channels(self.distill_teacher)
+            # stored, so that a checkpoint of this run reloads without reading the teacher
+            self.hparams["distill"] = {**self.hparams["distill"], "teacher_channels": distill["teacher_channels"]}
         self.distill_fn = DistillLoss(**distill) if self.distill_teacher else None
         self._teachers: list[SmallNet] = []  # a plain list keeps the teachers out of state_dict
         corners = self.scheme.eye_corners
@@ -176,6 +181,13 @@ class LandmarkModule(L.LightningModule):
             return {"optimizer": optimizer}
         scheduler = hydra.utils.instantiate(self.hparams.scheduler, _partial_=True)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _feature_channels(teacher) -> int:
+    """The channels of a teacher's pooled head features, from its checkpoint's config."""
+    if not isinstance(teacher, str | Path):
+        raise ValueError("feature distillation (model.distill.features > 0) needs one teacher, not an ensemble")
+    return SmallNet(**read_checkpoint(resolve_model(teacher))["hyper_parameters"]["net"]).head.in_channels
 
 
 def load_model(ckpt_path: str | Path, device: str = "cpu") -> LandmarkModule:

@@ -155,7 +155,8 @@ class SmallNet(nn.Module):
             x = stage(x)
             features.append(x)
         pooled = [pool(f) for pool, f in zip(self.pools, features[-self.pool_levels :], strict=True)]
-        maps = self.head(torch.cat(pooled, dim=1))
+        features = torch.cat(pooled, dim=1)
+        maps = self.head(features)
         b, _, h, w = maps.shape
         k = self.num_points
         c = self.neighbours
@@ -169,6 +170,7 @@ class SmallNet(nn.Module):
             stride=self.stride,
             neighbour_offsets=neighbour_offsets.reshape(b, k, c, 2, h, w) if c else None,
             neighbour_index=self.neighbour_index if c else None,
+            features=features,
         )
 
     def decode(self, out: HeadOutput, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
