@@ -97,29 +97,94 @@ def test_comparison_notebook_executes(grid_sweep):
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
 
 
+OPTUNA = ["smallnet_lit.train", "-m", "hparams_search=optuna_tpe", *TINY_CLI, "test=false"]
+
+
+def optuna_study(storage: str, name: str = "smallnet_demo"):
+    import optuna
+
+    from smallnet_lit.training.optuna_sweep import make_storage
+
+    return optuna.load_study(study_name=name, storage=make_storage(storage))
+
+
 @pytest.mark.slow
 def test_optuna_search_minimizes_val_nme_best(tmp_path):
-    run_cli(
-        [
-            "smallnet_lit.train",
-            "-m",
-            "hparams_search=optuna_tpe",
-            "hydra.sweeper.n_trials=2",
-            *TINY_CLI,
-            "trainer.max_epochs=1",
-            "test=false",
-            f"hydra.sweep.dir={tmp_path}",
-        ],
-        cwd=tmp_path,
-    )
+    run_cli([*OPTUNA, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"], cwd=tmp_path)
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
-    assert result["name"] == "optuna" and 0 < result["best_value"] < 10
+    assert result["name"] == "optuna" and 0 < result["best_value"] < 10 and result["trials"]["COMPLETE"] == 2
     assert set(result["best_params"]) == {
         "model.optimizer.lr",
         "model.net.width_mult",
         "model.loss.alpha",
         "model.loss.beta",
     }
+
+
+def test_a_pruned_trial_stops_early_and_is_marked_pruned(tmp_path):
+    """A pruner that prunes at any NME above 0: every trial stops after its first epoch."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,upper:0.0}"
+    run_cli(
+        [*OPTUNA, "hydra.sweeper.n_trials=1", "trainer.max_epochs=3", pruner, f"hydra.sweeper.storage='{storage}'",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    (trial,) = optuna_study(storage).trials
+    assert trial.state.name == "PRUNED" and trial.user_attrs["pruned_at_epoch"] == 0
+    rows = [r.split(",") for r in (tmp_path / "sweep" / "0" / "csv" / "metrics.csv").read_text().splitlines()]
+    column = rows[0].index("val/nme")
+    assert sum(1 for r in rows[1:] if len(r) > column and r[column]) == 1  # one validation epoch of 3
+    out = run_cli(["smallnet_lit.tools.compare", "--study", storage, "--out", str(tmp_path)], cwd=tmp_path).stdout
+    assert "PRUNED" in out and (tmp_path / "study_history.png").is_file()
+
+
+@pytest.mark.slow
+def test_two_sweeps_share_one_study_and_a_study_resumes(tmp_path):
+    """Two sweep processes at once on one journal file: 4 trials in all, none trained twice;
+    started again with n_trials=5, the study runs the one trial left."""
+    storage = f"journal:///{tmp_path / 'study.log'}"
+    args = [*OPTUNA, "hydra.sweeper.n_trials=4", "trainer.max_epochs=1", f"hydra.sweeper.storage='{storage}'"]
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": PYTHON_PATH, "OMP_NUM_THREADS": "1"}
+    sweeps = [
+        subprocess.Popen(
+            [sys.executable, "-m", *args, f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    for p in sweeps:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-3000:]
+    study = optuna_study(storage)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    trained = [t for t in complete if "duplicate_of" not in t.user_attrs]
+    assert len(complete) == 4 and len({tuple(sorted(t.params.items())) for t in trained}) == len(trained)
+    jobs = sorted(
+        p.name for d in ("sweep0", "sweep1") for p in (tmp_path / d).iterdir() if p.is_dir() and p.name.isdigit()
+    )
+    assert len(jobs) == len(trained)  # each trained trial ran in exactly one sweep
+    run_cli([*args[:-2], "hydra.sweeper.n_trials=5", "trainer.max_epochs=1", f"hydra.sweeper.storage='{storage}'",
+             f"hydra.sweep.dir={tmp_path / 'resumed'}"], cwd=tmp_path)  # fmt: skip
+    assert len([t for t in optuna_study(storage).trials if t.state.name == "COMPLETE"]) == 5
+    assert sum(p.is_dir() and p.name.isdigit() for p in (tmp_path / "resumed").iterdir()) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hydra.sweeper.direction=sideways", "direction must be minimize or maximize"),
+        ("hydra.sweeper.storage=study.db", "expected an RDB URL"),
+        ("hydra.sweeper.n_trials=0", "n_trials and n_jobs must be at least 1"),
+    ],
+)
+def test_bad_sweeper_settings_are_clear_errors(tmp_path, override, message):
+    env = {**os.environ, "PYTHONPATH": PYTHON_PATH, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", *OPTUNA, override, f"hydra.sweep.dir={tmp_path}"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert run.returncode != 0 and message in run.stderr + run.stdout
 
 
 def test_wandb_sweep_file_drives_the_train_entry_point(make_cfg):

@@ -36,9 +36,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("ckpt_path"):  # a clear error for a missing, corrupt or other network's file, before any work
         check_network(model, read_checkpoint(cfg.ckpt_path), f"ckpt_path={cfg.ckpt_path}")
     loggers = loggers_from(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks_from(cfg.get("callbacks")), logger=loggers
-    )
+    callbacks = callbacks_from(cfg.get("callbacks"))
+    if cfg.get("optuna_trial"):  # a trial of hydra/sweeper=smallnet_optuna: report each epoch, maybe prune
+        from smallnet_lit.training.optuna_sweep import TrialPruning
+
+        callbacks.append(TrialPruning(**cfg.optuna_trial))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for lg in loggers:
         lg.log_hyperparams(plain(cfg))
 

@@ -159,15 +159,73 @@ def write_outputs(runs: list[Run], out: Path) -> tuple[Path, Path]:
     return out / "comparison.csv", out / "comparison.png"
 
 
+def compare_study(storage: str, name: str | None, out: Path) -> int:
+    """An Optuna study's trials best first (pruned and failed ones marked), the parameters'
+    importances, and study_history.png (each trial's value and the best so far)."""
+    import optuna
+
+    from smallnet_lit.training.optuna_sweep import make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    backend = make_storage(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    if name is None and len(names) != 1:
+        print(f"{storage} holds {len(names)} studies ({', '.join(names) or 'none'}): name one with --study-name")
+        return 2
+    study = optuna.load_study(study_name=name or names[0], storage=backend)
+    trials = sorted(study.trials, key=lambda t: (t.value is None, t.value if t.value is not None else 0.0))
+    print(f"study {study.study_name}: {len(trials)} trials")
+    print(f"{'trial':>5}  {'state':>8}  {'value':>10}  {'pruned at':>9}  params")
+    for t in trials:
+        value = f"{t.value:.4f}" if t.value is not None else "-"
+        pruned = t.user_attrs.get("pruned_at_epoch", "")
+        print(f"{t.number:>5}  {t.state.name:>8}  {value:>10}  {pruned!s:>9}  {t.params}")
+    try:
+        importances = optuna.importance.get_param_importances(study)
+        print("parameter importances:", ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
+    except (RuntimeError, ValueError) as e:  # too few finished trials
+        print(f"parameter importances: not available ({e})")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = sorted((t.number, t.value) for t in study.trials if t.value is not None)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    if done:
+        numbers, values = zip(*done, strict=True)
+        best = [
+            min(values[: i + 1]) if study.direction.name == "MINIMIZE" else max(values[: i + 1])
+            for i in range(len(values))
+        ]
+        ax.plot(numbers, values, "o", label="trial")
+        ax.step(numbers, best, where="post", label="best so far")
+        ax.legend()
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective")
+    ax.set_title(f"study {study.study_name}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "study_history.png")
+    plt.close(fig)
+    print(f"wrote {out / 'study_history.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m smallnet_lit.tools.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="?", type=Path, help="a multirun (or any) folder holding run dirs")
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
+    p.add_argument("--study", metavar="STORAGE", help="read an Optuna study (sqlite:///x.db, journal:///x.log) instead")
+    p.add_argument("--study-name", help="with --study: which study (default: the storage's only one)")
     p.add_argument("--group", help="W&B group to keep")
     p.add_argument("--out", type=Path, help="where to write comparison.csv/png (default: the runs folder)")
     args = p.parse_args(argv)
-    if bool(args.runs) == bool(args.wandb):
-        p.error("give a runs folder or --wandb ENTITY/PROJECT")
+    if sum(map(bool, (args.runs, args.wandb, args.study))) != 1:
+        p.error("give a runs folder, --wandb ENTITY/PROJECT or --study STORAGE")
+    if args.study:
+        return compare_study(args.study, args.study_name, args.out or Path("."))
     runs = collect_wandb(args.wandb, args.group) if args.wandb else collect_local(args.runs)
     if not runs:
         print(f"no runs with a CSV log found under {args.runs or args.wandb}")
