@@ -237,12 +237,12 @@ def _remove_stale_temps(cache_dir: Path) -> None:
     """Delete half-built caches whose building process is gone (killed mid-way)."""
     for tmp in cache_dir.glob(f"*{TEMP_MARK}*"):
         pid = tmp.name.rsplit(TEMP_MARK, 1)[1].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
             log.info("removed the unfinished cache %s (its process %s is gone)", tmp, pid)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -271,7 +271,7 @@ def _in_use(folder: Path) -> bool:
     """A live process holds a lease on the cache (leases of processes that died are ignored)."""
     for lease in folder.glob(f"{LEASE_MARK}*"):
         pid = lease.name[len(LEASE_MARK) :]
-        if pid.isdigit() and _pid_alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             return True
     return False
 

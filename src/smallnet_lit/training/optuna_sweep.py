@@ -31,6 +31,8 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from smallnet_lit.data.annotated import pid_alive
+
 log = logging.getLogger(__name__)
 
 # Studies of this process by name: a trial run in this process (Hydra's basic launcher) reports
@@ -238,20 +240,10 @@ def fail_dead_trials(study: optuna.Study) -> None:
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") == host and isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+        if t.user_attrs.get("host") == host and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
             study._storage.set_trial_user_attr(t._trial_id, "failed", f"its sweep (pid {pid}) ended while it ran")
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             log.info("trial %d was left running by a sweep that ended: marked FAIL", t.number)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TrialPruning(L.Callback):
