@@ -4,7 +4,7 @@ AVX-512, makes ONNX Runtime take its AVX2 kernels):
 
     python -m smallnet_lit.tools.int8_check prepare DIR [--model smallnet_300w_fast] [--faces ../shared/data/300w-train]
     python -m smallnet_lit.tools.int8_check run DIR --tag native
-    valgrind --tool=none "$(python -c 'import sys; print(sys.executable)')" -m smallnet_lit.tools.int8_check run DIR --tag avx2
+    valgrind --tool=none "$(python -c 'import sys; print(sys.executable)')" -m smallnet_lit.tools.int8_check run DIR --tag avx2 --files int8
     python -m smallnet_lit.tools.int8_check score DIR
 
 `prepare` writes the float and int8 ONNX exports (int8 calibrated on the folder's training
@@ -44,11 +44,11 @@ def prepare(out: Path, model: str, faces: Path) -> None:
     print(f"prepared {len(items)} validation faces of {faces} and the exports of {model} in {out}")
 
 
-def run(out: Path, tag: str) -> None:
+def run(out: Path, tag: str, files: list[str]) -> None:
     import onnxruntime as ort
 
     crops = np.load(out / "crops.npy")
-    for name in ("float", "int8"):
+    for name in files:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(out / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
@@ -81,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="smallnet_300w_fast", help="prepare: a shipped name or checkpoint")
     p.add_argument("--faces", type=Path, default=Path("../shared/data/300w-train"), help="prepare: iBUG folder")
     p.add_argument("--tag", default="native", help="run: a name for this CPU's results")
+    p.add_argument(
+        "--files", nargs="+", choices=["float", "int8"], default=["float", "int8"],
+        help="run: which exports (under valgrind, int8 alone: its float kernels are far slower to emulate)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.step == "prepare":
         prepare(args.dir, args.model, args.faces)
     elif not (args.dir / "prepared.json").is_file():
         p.error(f"{args.dir}: run `prepare` first")
     elif args.step == "run":
-        run(args.dir, args.tag)
+        run(args.dir, args.tag, args.files)
     else:
         score(args.dir)
     return 0
