@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from smallnet_lit.data.crop import CropConfig, apply_affine
+from smallnet_lit.data.crop import CropConfig
 from smallnet_lit.data.faces import FaceDataset
 from smallnet_lit.data.synthetic import SyntheticFaces, render_face
 from smallnet_lit.inference.deploy import Deployable, export_onnx, export_torchscript
@@ -373,31 +373,28 @@ def test_int8_shipped_fast_model_stays_within_its_measured_tolerance(tmp_path, m
     AVX2, where ONNX Runtime's u8 x s8 pair sums saturate). The export writes nothing into
     the working directory."""
     monkeypatch.chdir(tmp_path)
-    from smallnet_lit.data.ibug import IbugFaces
-    from smallnet_lit.inference.deploy import calibration_crops, export_onnx_int8
-    from smallnet_lit.model.metrics import nme_per_face
-    from smallnet_lit.model.module import load_model
+    from smallnet_lit.tools.int8_check import main as int8_check
 
-    net = load_model("smallnet_300w_fast").net
-    root = SHARED_DATA / "300w-train"
-    export_onnx(net, tmp_path / "f.onnx", "ibug68")
-    export_onnx_int8(net, tmp_path / "q.onnx", "ibug68", calibration_crops(root, 128, 100))
-    val = FaceDataset(IbugFaces(root, split="val", cache={"dir": str(tmp_path / "c")}), 128, CropConfig())
-    items = [val[i] for i in range(len(val))]
-    x = np.stack([it["image"].numpy() for it in items])
-    affine = torch.stack([it["to_photo"] for it in items])
+    assert (
+        int8_check(
+            [
+                "prepare",
+                str(tmp_path / "check"),
+                "--model",
+                "smallnet_300w_fast",
+                "--faces",
+                str(SHARED_DATA / "300w-train"),
+            ]
+        )
+        == 0
+    )
+    assert int8_check(["run", str(tmp_path / "check"), "--tag", "here"]) == 0
+    from smallnet_lit.tools.int8_check import nme_of_runs
 
-    def photo(points):
-        return apply_affine(affine, torch.as_tensor(points))
-
-    truth = photo(torch.stack([it["points"] for it in items]))
-    nme = {}
-    for name in ("f", "q"):
-        points = ort.InferenceSession(str(tmp_path / f"{name}.onnx")).run(None, {"image": x})[0]
-        nme[name] = nme_per_face(photo(points), truth, (36, 45)).mean().item()
-    assert len(items) == 132 and nme["f"] < 0.0340
-    assert nme["q"] < nme["f"] + 0.0002  # the issue's target: int8 costs at most 0.02% NME
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "f.onnx", "q.onnx"]
+    nme = nme_of_runs(tmp_path / "check")
+    assert nme["faces"] == 132 and nme["float_here"] < 0.0340
+    assert nme["int8_here"] < nme["float_here"] + 0.0002  # the issue's target: int8 costs at most 0.02% NME
+    assert [p.name for p in tmp_path.iterdir()] == ["check"]
 
 
 def test_contact_sheet_and_sigma_circles(checkpoint, tmp_path):

@@ -56,22 +56,28 @@ def run(out: Path, tag: str, files: list[str]) -> None:
         print(f"{name}: predicted {len(crops)} faces ({tag})", flush=True)
 
 
-def score(out: Path) -> None:
-    meta = json.loads((out / "prepared.json").read_text())
-    affine, truth = np.load(out / "to_photo.npy"), np.load(out / "truth.npy")
-
+def nme_of_runs(out: Path) -> dict[str, float]:
+    """Mean NME of every run in `out` by its name (float_native, int8_avx2, ...), and `faces`."""
     from smallnet_lit.data.crop import apply_affine
 
-    def photo(points: np.ndarray) -> np.ndarray:
-        return apply_affine(affine, points)
-
+    meta = json.loads((out / "prepared.json").read_text())
+    affine, truth = np.load(out / "to_photo.npy"), np.load(out / "truth.npy")
     a, b = meta["eye_corners"]
-    t = photo(truth)
+    t = apply_affine(affine, truth)
     iod = np.linalg.norm(t[:, a] - t[:, b], axis=-1)
-    print(f"{meta['model']} on {len(t)} validation faces of {meta['faces']} (NME, inter-ocular):")
+    result = {"faces": len(t)}
     for f in sorted(out.glob("points_*.npy")):
-        nme = (np.linalg.norm(photo(np.load(f)) - t, axis=-1).mean(-1) / iod).mean()
-        print(f"  {f.stem[len('points_') :]:<20} {100 * nme:.3f}%")
+        errors = np.linalg.norm(apply_affine(affine, np.load(f)) - t, axis=-1).mean(-1)
+        result[f.stem[len("points_") :]] = float((errors / iod).mean())
+    return result
+
+
+def score(out: Path) -> None:
+    meta = json.loads((out / "prepared.json").read_text())
+    nme = nme_of_runs(out)
+    print(f"{meta['model']} on {nme.pop('faces')} validation faces of {meta['faces']} (NME, inter-ocular):")
+    for name, value in nme.items():
+        print(f"  {name:<20} {100 * value:.3f}%")
 
 
 def main(argv: list[str] | None = None) -> int:
