@@ -107,3 +107,20 @@ def test_profiled_faces_train_only_and_never_validate(tmp_path):
     train, val = ibug_mix(sources, "train"), ibug_mix(sources, "val")
     assert len(train) == len(IbugFaces(real, split="train")) + 6  # every profiled face trains
     assert len(val) == len(IbugFaces(real, split="val"))  # and none validates
+
+
+def test_turned_faces_can_validate_instead_of_training(mean_face_file, tmp_path):
+    from smallnet_lit.data.profiling import head_yaw
+
+    root = write_ibug(tmp_path / "faces", n_photos=30, faces_per_photo=1, size=120)
+    face = load_mean_face(mean_face_file)
+    kw = dict(turned_to_val=20.0, mean_face=mean_face_file)
+    plain_val, val, train = (
+        IbugFaces(root, split="val"),
+        IbugFaces(root, split="val", **kw),
+        IbugFaces(root, split="train", **kw),
+    )
+    keys = lambda faces: {r.key for r in faces.records}  # noqa: E731
+    turned = {r.key for r in IbugFaces(root).records if head_yaw(r.points, face) >= 20}
+    assert turned and turned <= keys(val) and keys(plain_val) <= keys(val)
+    assert not keys(train) & keys(val) and len(train) + len(val) == 30

@@ -15,6 +15,7 @@ The header lines are optional. A validation split is made from the faces by imag
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from smallnet_lit.data.annotated import AnnotatedFaces, CacheConfig, FaceRecord
 from smallnet_lit.data.errors import BadInputError, ProblemLog
 from smallnet_lit.data.images import IMAGE_SUFFIXES, image_beside
 from smallnet_lit.model.landmarks import IBUG68
+
+log = logging.getLogger(__name__)
 
 
 def read_pts(path: Path) -> np.ndarray:
@@ -90,7 +93,10 @@ class IbugFaces(AnnotatedFaces):
 
     split: 'all', or 'train' / 'val' for the seeded by-photo split with `val_fraction`;
     `photo_suffix` is the part of a file name that numbers faces of one photo (all faces of
-    a photo go to the same side)."""
+    a photo go to the same side). `turned_to_val`: degrees; every photo (identity, for video
+    frames) with a face whose head yaw is at least this (the 3D fit of `mean_face`,
+    data.profiling) goes to the validation side as well: a large-pose validation from the few
+    real turned faces there are, at the cost of training on them (the count is logged)."""
 
     def __init__(
         self,
@@ -104,6 +110,8 @@ class IbugFaces(AnnotatedFaces):
         cache: CacheConfig | dict | None = None,
         photo_suffix: str | None = PHOTO_SUFFIX,
         name: str = "300w",
+        turned_to_val: float | None = None,
+        mean_face: str | Path | None = None,
     ) -> None:
         root = Path(root).expanduser()
         if not root.is_dir():
@@ -115,6 +123,9 @@ class IbugFaces(AnnotatedFaces):
         if not os.access(root, os.R_OK | os.X_OK):
             raise PermissionError(f"{root}: the folder cannot be read (permission denied)")
         problems = ProblemLog(f"{name} {split} ({root})", on_bad_sample)
+        turned = (
+            _turned_groups(root, photo_suffix, turned_to_val, mean_face) if turned_to_val and split != "all" else set()
+        )
         records, matched = [], 0
         for pts in sorted(root.rglob("*.pts")):
             rel = pts.relative_to(root)
@@ -123,7 +134,8 @@ class IbugFaces(AnnotatedFaces):
             if any(rel.match(g) or _glob_match(rel, g) for g in exclude):
                 continue
             matched += 1
-            if split != "all" and in_validation(photo_group(pts, root, photo_suffix), val_fraction, split_seed) != (
+            group = photo_group(pts, root, photo_suffix)
+            if split != "all" and (in_validation(group, val_fraction, split_seed) or group in turned) != (
                 split == "val"
             ):
                 continue
@@ -155,3 +167,30 @@ def _glob_match(rel: Path, pattern: str) -> bool:
         prefix = pattern[:-3]
         return rel.parts[: len(Path(prefix).parts)] == Path(prefix).parts
     return pattern == "**"
+
+
+def _turned_groups(root: Path, photo_suffix: str | None, degrees: float, mean_face: str | Path | None) -> set[str]:
+    """The photo groups under `root` with a face turned at least `degrees` (head yaw of the
+    mean 3D face fitted to its points); faces whose points cannot be read or fitted are left
+    to the reader's checks."""
+    from smallnet_lit.data.profiling import head_yaw, load_mean_face
+
+    if mean_face is None:
+        raise ValueError(
+            "turned_to_val needs mean_face: the mean 3D 68-point face (../shared/data/3d/mean_face_68.txt)"
+        )
+    face = load_mean_face(mean_face)
+    groups, faces = set(), 0
+    for pts in sorted(root.rglob("*.pts")):
+        try:
+            yaw = head_yaw(read_pts(pts), face)
+        except BadInputError:
+            continue
+        if yaw >= degrees:
+            groups.add(photo_group(pts, root, photo_suffix))
+            faces += 1
+    log.info(
+        "%s: %d faces turned %g deg or more, in %d photos: those photos validate and do not train",
+        root, faces, degrees, len(groups),
+    )  # fmt: skip
+    return groups

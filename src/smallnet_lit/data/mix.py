@@ -35,6 +35,9 @@ class SourceSpec:
     split_seed: int = 0
     photo_suffix: str | None = PHOTO_SUFFIX
     train_only: bool = False
+    # Degrees: photos with a face turned this much validate instead of training (IbugFaces).
+    turned_to_val: float | None = None
+    mean_face: str | None = None
 
 
 class SourceMix(FaceSource):
@@ -112,6 +115,8 @@ def ibug_mix(
                 cache,
                 spec.photo_suffix,
                 name,
+                spec.turned_to_val,
+                spec.mean_face,
             )
         except (FileNotFoundError, BadInputError) as e:
             raise type(e)(f"data source {name!r}: {e}") from None

@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["train", "val", "all"], default="train")
     p.add_argument("--val-fraction", type=float, default=0.1, help="as data.sources.*.val_fraction")
     p.add_argument("--split-seed", type=int, default=0, help="as data.sources.*.split_seed")
+    p.add_argument(
+        "--turned-to-val", type=float, metavar="DEG",
+        help="as data.turned_to_val: photos with a face turned this much are validation, not profiled",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mean-face", type=Path, help="mean 3D 68-point face (default: ../shared/data/3d)")
     p.add_argument(
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         mean_face = load_mean_face(args.mean_face or default_mean_face())
         faces = IbugFaces(
             args.source, split=args.split, val_fraction=args.val_fraction, split_seed=args.split_seed,
-            on_bad_sample="skip", cache=None,
+            on_bad_sample="skip", cache=None, turned_to_val=args.turned_to_val,
+            mean_face=args.mean_face or default_mean_face(),
         )  # fmt: skip
     except (FileNotFoundError, ValueError, PermissionError) as e:
         log.error("%s", e)
