@@ -124,3 +124,18 @@ def test_turned_faces_can_validate_instead_of_training(mean_face_file, tmp_path)
     turned = {r.key for r in IbugFaces(root).records if head_yaw(r.points, face) >= 20}
     assert turned and turned <= keys(val) and keys(plain_val) <= keys(val)
     assert not keys(train) & keys(val) and len(train) + len(val) == 30
+
+
+def test_profile_faces_follows_the_sources_split_rule(mean_face_file, tmp_path):
+    """LFPW-style folders (image_XXXX, one face a file) split file by file, as data=faces68 does."""
+    root = tmp_path / "lfpw"
+    write_ibug(tmp_path / "gen", n_photos=12, faces_per_photo=1, size=120)
+    root.mkdir()
+    for i, pts in enumerate(sorted((tmp_path / "gen").rglob("*.pts"))):
+        for suffix in (".pts", ".jpg"):
+            (root / f"image_{i:04d}{suffix}").write_bytes(pts.with_suffix(suffix).read_bytes())
+    out = tmp_path / "out"
+    args = [str(root), str(out), "--mean-face", str(mean_face_file), "--copies", "1", "--contact-sheet", "0"]
+    assert profile_main([*args, "--photo-suffix", "none"]) == 0
+    train = {r.image_path.stem for r in IbugFaces(root, split="train", photo_suffix=None).records}
+    assert {p.stem.rsplit("_p", 1)[0] for p in out.glob("*.pts")} == train and len(train) < 12

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from smallnet_lit.data.ibug import IbugFaces
+from smallnet_lit.data.ibug import PHOTO_SUFFIX, IbugFaces
 from smallnet_lit.data.images import read_image
 from smallnet_lit.data.profiling import (
     MEAN_FACE_FILE,
@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.1, help="as data.sources.*.val_fraction")
     p.add_argument("--split-seed", type=int, default=0, help="as data.sources.*.split_seed")
     p.add_argument(
+        "--photo-suffix", default=PHOTO_SUFFIX,
+        help="as data.sources.*.photo_suffix: what numbers the faces of one photo; 'none' when each file "
+        "is its own photo (LFPW's image_XXXX: --photo-suffix none, as data=faces68 splits it)",
+    )  # fmt: skip
+    p.add_argument(
         "--turned-to-val", type=float, metavar="DEG",
         help="as data.turned_to_val: photos with a face turned this much are validation, not profiled",
     )  # fmt: skip
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         faces = IbugFaces(
             args.source, split=args.split, val_fraction=args.val_fraction, split_seed=args.split_seed,
             on_bad_sample="skip", cache=None, turned_to_val=args.turned_to_val,
+            photo_suffix=None if str(args.photo_suffix).lower() in ("none", "null", "") else args.photo_suffix,
             mean_face=args.mean_face or default_mean_face(),
         )  # fmt: skip
     except (FileNotFoundError, ValueError, PermissionError) as e:
