@@ -7,7 +7,7 @@ state. Prints each model's median and its ratio to the peer, and the CPU's vecto
         [--peer ../shared/peers/PFLD_GhostOne_112.onnx] [--rounds 300] [--int8-accuracy FACES_DIR]
         [--training] [--size 128]
 
-MODEL: a shipped name or a checkpoint (its weights: int8 calibrated on --int8-accuracy's
+MODEL: a shipped name or a checkpoint, or LABEL=CHECKPOINT (its weights: int8 calibrated on --int8-accuracy's
 training faces when given). --arch: an architecture with random weights (speed does not
 depend on the weights; int8 calibrated on random crops), keys of SmallNet (`widths`,
 `depths`, `block`, `width_mult`, `head_stride`, `input_size`, `neighbours`, `reparam`) on
@@ -156,7 +156,11 @@ def parse_arch(items: list[str], base: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m smallnet_lit.tools.bench_speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", help="shipped names or checkpoints (default: every shipped model)")
+    p.add_argument(
+        "models",
+        nargs="*",
+        help="shipped names or checkpoints, LABEL=CHECKPOINT to name one (default: every shipped model)",
+    )
     p.add_argument("--arch", nargs="+", action="append", default=[], help="an architecture: KEY=VALUE ... (repeatable)")
     p.add_argument("--peer", default=str(DEFAULT_PEER), help="the peer's ONNX, or 'none'")
     p.add_argument("--rounds", type=int, default=300)
@@ -174,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
 
     nets: dict[str, SmallNet] = {}
     names = args.models or ([] if args.arch else sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))
-    for name in names:
-        nets[name] = load_model(name).net.eval()
+    for item in names:
+        label, _, path = item.rpartition("=")  # LABEL=CHECKPOINT names a run in the table and plot
+        nets[label or item] = load_model(path).net.eval()
+    names = list(nets)
     base = dict(next(iter(nets.values())).config if nets else load_model("smallnet_300w").net.config)
     for i, items in enumerate(args.arch):
         arch = parse_arch(items, base)
