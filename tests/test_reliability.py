@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smallnet_lit.data.annotated import TEMP_MARK, CacheConfig
+from smallnet_lit.data.cache import TEMP_MARK, CacheConfig
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.images import read_image

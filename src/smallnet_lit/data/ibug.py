@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from smallnet_lit.data.annotated import AnnotatedFaces, CacheConfig, FaceRecord
+from smallnet_lit.data.annotated import AnnotatedFaces
+from smallnet_lit.data.cache import CacheConfig
 from smallnet_lit.data.errors import BadInputError, ProblemLog
 from smallnet_lit.data.images import IMAGE_SUFFIXES, image_beside
+from smallnet_lit.data.sample import FaceRecord
 from smallnet_lit.model.landmarks import IBUG68
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smallnet_lit.data.annotated import CacheConfig
+from smallnet_lit.data.cache import CacheConfig
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.faces import FaceSample, FaceSource
 from smallnet_lit.data.ibug import PHOTO_SUFFIX, IbugFaces

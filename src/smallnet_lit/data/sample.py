@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -57,3 +58,16 @@ class FaceSource(abc.ABC):
 def normalize(image: np.ndarray, mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> np.ndarray:
     """HWC uint8 RGB -> the network's normalized CHW float32 input."""
     return np.ascontiguousarray(((image.astype(np.float32) - mean) / std).transpose(2, 0, 1))
+
+
+@dataclass
+class FaceRecord:
+    """One face as annotated: its photo, (K, 2) 0-based pixel points, optional box and
+    attribute flags, and where it was annotated (for error messages)."""
+
+    image_path: Path
+    points: np.ndarray
+    key: str
+    origin: str
+    box: np.ndarray | None = None
+    attributes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))

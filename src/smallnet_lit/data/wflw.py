@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from smallnet_lit.data.annotated import AnnotatedFaces, CacheConfig, FaceRecord
+from smallnet_lit.data.annotated import AnnotatedFaces
+from smallnet_lit.data.cache import CacheConfig
 from smallnet_lit.data.errors import BadInputError, ProblemLog
+from smallnet_lit.data.sample import FaceRecord
 from smallnet_lit.model.landmarks import WFLW98, WFLW_ATTRIBUTES
 
 ANNOTATION_DIR = "WFLW_annotations/list_98pt_rect_attr_train_test"

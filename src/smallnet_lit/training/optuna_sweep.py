@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from smallnet_lit.data.annotated import pid_alive
+from smallnet_lit.data.cache import pid_alive
 
 log = logging.getLogger(__name__)
 
