@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
             for name, net, acc in rows
             if acc
         ]
-        plot_front(points, args.plot, f"{cpu_description().split(', ')[2]}, ONNX Runtime 1 thread, batch 1")
+        isa = cpu_description().split(", ")[2].split(" (")[0]  # AVX-512 / AVX2-only
+        plot_front(points, args.plot, f"{isa}, ONNX Runtime, 1 thread, batch 1")
         print(f"wrote {args.plot}")
 
 
