@@ -84,17 +84,27 @@ def test_grid_sweep_runs_every_combination_and_compares(grid_sweep, capsys):
 
 
 @pytest.mark.slow
-def test_comparison_notebook_executes(grid_sweep):
+def test_comparison_notebook_executes(grid_sweep, tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="smallnet_demo", storage=storage)
+    for lr in (0.001, 0.003, 0.01):  # a finished study: three trials with their values
+        trial = study.ask({"model.optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+        study.tell(trial, lr * 10)
     nb = nbformat.read(ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
-    os.environ["SMALLNET_RUNS"] = str(grid_sweep)
+    os.environ["SMALLNET_RUNS"], os.environ["SMALLNET_STUDY"] = str(grid_sweep), storage
     try:
         NotebookClient(
             nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
         ).execute()
     finally:
-        del os.environ["SMALLNET_RUNS"]
+        del os.environ["SMALLNET_RUNS"], os.environ["SMALLNET_STUDY"]
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+    study_cell = nb.cells[-1].get("outputs", [])
+    assert any("image/png" in o.get("data", {}) for o in study_cell)  # the study's history
+    assert any("COMPLETE" in o.get("text", "") for o in study_cell)
 
 
 OPTUNA = ["smallnet_lit.train", "-m", "hparams_search=optuna_tpe", *TINY_CLI, "test=false"]
