@@ -180,83 +180,32 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model, datamodule = model_and_data(cfg)
     if cfg.get("decode"):
         model.net.decode_mode = cfg.decode
-    dataset = datamodule.dataset(cfg.split)
-    missed = {}
-    crop_from = cfg.get("crop_from", "truth")
-    if crop_from in DETECTORS:
-        # What a user of smallnet-predict gets: crops from detector boxes, misses counted.
-        total = len(dataset.source)
-        detected = DetectedFaces(dataset.source, make_detector(crop_from))
-        dataset = FaceDataset(detected, dataset.input_size, replace(dataset.crop, use_given_box=True))
-        missed = {"not_found": (total - len(detected)) / total}
-        for g, name in enumerate(datamodule.source_names(cfg.split)):
-            in_part = sum(detected.source.source_of(i) == g for i in range(total))
-            missed[f"{name}/not_found"] = detected.missed.get(g, 0) / max(in_part, 1)
-        log.info(
-            "%s found %d of %d faces (%.1f%% not found)", crop_from, len(detected), total, 100 * missed["not_found"]
-        )
-    elif crop_from != "truth":
-        raise ValueError(f"crop_from must be 'truth' or a detector ({', '.join(DETECTORS)}), got {crop_from!r}")
+    sources = datamodule.source_names(cfg.split)
+    dataset, missed = crops_to_evaluate(datamodule.dataset(cfg.split), cfg.get("crop_from", "truth"), sources)
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
     metrics = FaceAlignmentMetrics(model.scheme.eye_corners, cfg.fr_threshold, datamodule.attribute_names)
     log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)
     rows, calibration = predict_split(model, loader, metrics, cfg.device, bool(cfg.get("flip_test")))
 
-    result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute(datamodule.source_names(cfg.split)).items()}
+    result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute(sources).items()}
     result.update({f"{cfg.split}/{k}": float(v) for k, v in missed.items()})
-    per_face = metrics.per_face().numpy()
-    difficulty = [face_difficulty(dataset.source, i) for i in tqdm(range(len(dataset)), desc="hard faces", unit="face")]
-    flags = hard_flags(difficulty)
-    for name, flag in flags.items():
-        result[f"{cfg.split}/{name}/nme"] = float(per_face[flag].mean()) if flag.any() else float("nan")
-        result[f"{cfg.split}/{name}/faces"] = int(flag.sum())
-    for row, d, i in zip(rows, difficulty, range(len(rows)), strict=True):
-        row["difficulty"] = {k: round(v, 3) for k, v in vars(d).items()}
-        row["hard"] = [c for c in CRITERIA if flags[c][i]]
-    groups = torch.cat(metrics.groups).numpy()
-    uncertainty = np.array([r.pop("uncertainty") for r in rows])
-    result.update(error_report(uncertainty, per_face, groups, flags["hard"], datamodule, cfg))
-    fitted_on = (
-        f"{cfg.ckpt_path} on the {cfg.split} split of {', '.join(datamodule.source_names(cfg.split)) or 'the data'}"
-    )
-    try:
-        error_calibration = fit_error_calibration(uncertainty, per_face, f"{fitted_on} ({len(rows)} faces)")
-        (Path(cfg.paths.output_dir) / "error_calibration.json").write_text(json.dumps(error_calibration, indent=1))
-    except ValueError as e:  # too few faces to fit
-        log.info("no error_calibration.json: %s", e)
-    estimates = predicted_nme(uncertainty, model.hparams.get("error_calibration"))
-    for i, row in enumerate(rows):
-        row["predicted_nme"] = None if estimates is None else round(float(estimates[i]), 5)
+    per_face, groups = metrics.per_face().numpy(), torch.cat(metrics.groups).numpy()
+    hard = hard_face_report(dataset.source, rows, per_face, cfg.split, result)
+    predicted_error_report(model, rows, per_face, groups, hard, datamodule, cfg, result)
     yaws = face_yaws(dataset.source, model.scheme.num_points, cfg.get("mean_face"))
     if yaws is not None:
-        result.update(
-            yaw_report(yaws, per_face, groups, datamodule.source_names(cfg.split), cfg.split, cfg.fr_threshold)
-        )
+        result.update(yaw_report(yaws, per_face, groups, sources, cfg.split, cfg.fr_threshold))
         for row, yaw in zip(rows, yaws, strict=True):
             row["yaw"] = None if np.isnan(yaw) else round(float(yaw), 1)
     out = Path(cfg.paths.output_dir)
-    (out / "metrics.json").write_text(
-        json.dumps(
-            {"ckpt_path": str(cfg.ckpt_path), "faces": len(rows), **result, "uncertainty": calibration}, indent=2
-        )
-    )
+    document = {"ckpt_path": str(cfg.ckpt_path), "faces": len(rows), **result, "uncertainty": calibration}
+    (out / "metrics.json").write_text(json.dumps(document, indent=2))
     with open(out / "predictions.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    curves = {"all": per_face, "hard (pose, size, blur)": per_face[flags["hard"]]}
-    if yaws is not None and (yaws >= 30).any():
-        curves["yaw >= 30 deg"] = per_face[yaws >= 30]
-    for g, name in enumerate(datamodule.source_names(cfg.split)):
-        if (groups == g).any():
-            curves[name] = per_face[groups == g]
-    if datamodule.attribute_names:
-        flags = torch.cat(metrics.attributes).numpy()
-        curves.update(
-            {n: per_face[flags[:, j] > 0] for j, n in enumerate(datamodule.attribute_names) if flags[:, j].any()}
-        )
-    plot_ced(
-        curves, out / "ced.png", cfg.fr_threshold, title=f"CED, {cfg.split} split ({Path(str(cfg.ckpt_path)).stem})"
-    )
+    curves = ced_curves(per_face, groups, hard, yaws, sources, metrics, datamodule.attribute_names)
+    title = f"CED, {cfg.split} split ({Path(str(cfg.ckpt_path)).stem})"
+    plot_ced(curves, out / "ced.png", cfg.fr_threshold, title=title)
     for logger in loggers_from(cfg.get("logger")):
         logger.log_metrics(result)
         logger.save()
@@ -272,3 +221,66 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     log.info("wrote metrics.json, predictions.jsonl and ced.png to %s", out)
     return result
+
+
+def crops_to_evaluate(dataset: FaceDataset, crop_from: str, sources: list[str]) -> tuple[FaceDataset, dict]:
+    """The annotation crops (`truth`, every figure's protocol), or the crops of a detector's
+    boxes as smallnet-predict makes them, with the share of faces it missed (overall and per source)."""
+    if crop_from == "truth":
+        return dataset, {}
+    if crop_from not in DETECTORS:
+        raise ValueError(f"crop_from must be 'truth' or a detector ({', '.join(DETECTORS)}), got {crop_from!r}")
+    total = len(dataset.source)
+    detected = DetectedFaces(dataset.source, make_detector(crop_from))
+    missed = {"not_found": (total - len(detected)) / total}
+    for g, name in enumerate(sources):
+        in_part = sum(detected.source.source_of(i) == g for i in range(total))
+        missed[f"{name}/not_found"] = detected.missed.get(g, 0) / max(in_part, 1)
+    log.info("%s found %d of %d faces (%.1f%% not found)", crop_from, len(detected), total, 100 * missed["not_found"])
+    return FaceDataset(detected, dataset.input_size, replace(dataset.crop, use_given_box=True)), missed
+
+
+def hard_face_report(source, rows: list[dict], per_face: np.ndarray, split: str, result: dict) -> np.ndarray:
+    """NME and count of the hard subset and of each criterion into `result`, each face's
+    difficulty into its row; returns the hard flags."""
+    difficulty = [face_difficulty(source, i) for i in tqdm(range(len(rows)), desc="hard faces", unit="face")]
+    flags = hard_flags(difficulty)
+    for name, flag in flags.items():
+        result[f"{split}/{name}/nme"] = float(per_face[flag].mean()) if flag.any() else float("nan")
+        result[f"{split}/{name}/faces"] = int(flag.sum())
+    for i, (row, d) in enumerate(zip(rows, difficulty, strict=True)):
+        row["difficulty"] = {k: round(v, 3) for k, v in vars(d).items()}
+        row["hard"] = [c for c in CRITERIA if flags[c][i]]
+    return flags["hard"]
+
+
+def predicted_error_report(model, rows, per_face, groups, hard, datamodule, cfg, result: dict) -> None:
+    """How well the faces' predicted error tells failures (into `result`), the calibration that
+    fits this split (error_calibration.json) and, with the model's own calibration, each row's
+    predicted_nme."""
+    uncertainty = np.array([r.pop("uncertainty") for r in rows])
+    result.update(error_report(uncertainty, per_face, groups, hard, datamodule, cfg))
+    sources = ", ".join(datamodule.source_names(cfg.split)) or "the data"
+    fitted_on = f"{cfg.ckpt_path} on the {cfg.split} split of {sources} ({len(rows)} faces)"
+    try:
+        calibration = fit_error_calibration(uncertainty, per_face, fitted_on)
+        (Path(cfg.paths.output_dir) / "error_calibration.json").write_text(json.dumps(calibration, indent=1))
+    except ValueError as e:  # too few faces to fit
+        log.info("no error_calibration.json: %s", e)
+    estimates = predicted_nme(uncertainty, model.hparams.get("error_calibration"))
+    for i, row in enumerate(rows):
+        row["predicted_nme"] = None if estimates is None else round(float(estimates[i]), 5)
+
+
+def ced_curves(per_face, groups, hard, yaws, sources, metrics, attribute_names) -> dict[str, np.ndarray]:
+    """Per-face NME of every set the CED picture shows: all, hard, turned, each source, each attribute."""
+    curves = {"all": per_face, "hard (pose, size, blur)": per_face[hard]}
+    if yaws is not None and (yaws >= 30).any():
+        curves["yaw >= 30 deg"] = per_face[yaws >= 30]
+    for g, name in enumerate(sources):
+        if (groups == g).any():
+            curves[name] = per_face[groups == g]
+    if attribute_names:
+        flags = torch.cat(metrics.attributes).numpy()
+        curves.update({n: per_face[flags[:, j] > 0] for j, n in enumerate(attribute_names) if flags[:, j].any()})
+    return curves
