@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def _working_directory(path: str | Path) -> Iterator[None]:
         os.chdir(previous)
 
 
+@contextlib.contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    """Tracing warns about SmallNet's input-size check, a Python branch it records as a constant:
+    right for a net whose input size is fixed, so the warning is noise to users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
+
+
 class Deployable(nn.Module):
     def __init__(self, net: SmallNet) -> None:
         super().__init__()
@@ -49,16 +59,22 @@ def export_onnx(
 
     model = Deployable(net)
     example = torch.zeros(2, 3, net.input_size, net.input_size)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=["image"],
-        output_names=["points", "sigma", "confidence"],
-        dynamic_axes={"image": {0: "batch"}, "points": {0: "batch"}, "sigma": {0: "batch"}, "confidence": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
-    )
+    with _quiet_tracing():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["image"],
+            output_names=["points", "sigma", "confidence"],
+            dynamic_axes={
+                "image": {0: "batch"},
+                "points": {0: "batch"},
+                "sigma": {0: "batch"},
+                "confidence": {0: "batch"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
     proto = onnx.load(str(path))
     for key, value in {"scheme": scheme, "input_size": str(net.input_size), **(metadata or {})}.items():
         entry = proto.metadata_props.add()
@@ -138,7 +154,7 @@ def calibration_crops(folder: Path, input_size: int, faces: int = 200) -> np.nda
 
 def export_torchscript(net: SmallNet, path: Path) -> Path:
     model = Deployable(net)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_tracing():
         traced = torch.jit.trace(model, torch.zeros(2, 3, net.input_size, net.input_size))
     traced.save(str(path))
     return path
