@@ -443,6 +443,9 @@ def test_int8_check_scores_float_and_int8_per_cpu(checkpoint, tmp_path, capsys):
 
     faces = write_ibug(tmp_path / "faces", 20, 1, size=120)
     out = tmp_path / "check"
+    assert (
+        int8_check(["prepare", str(out), "--model", str(checkpoint), "--faces", str(faces), "--weight-bits", "8"]) == 0
+    )
     assert int8_check(["prepare", str(out), "--model", str(checkpoint), "--faces", str(faces)]) == 0
     assert int8_check(["run", str(out), "--tag", "here"]) == 0
     assert int8_check(["score", str(out)]) == 0

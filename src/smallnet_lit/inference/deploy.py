@@ -84,7 +84,12 @@ def export_onnx(
 
 
 def export_onnx_int8(
-    net: SmallNet, path: Path, scheme: str, calibration: np.ndarray, metadata: dict[str, str] | None = None
+    net: SmallNet,
+    path: Path,
+    scheme: str,
+    calibration: np.ndarray,
+    metadata: dict[str, str] | None = None,
+    weight_bits: int = 7,
 ) -> Path:
     """ONNX with int8 convolutions (ONNX Runtime static quantization, QDQ, per-channel
     weights), activation ranges calibrated on `calibration` (N, 3, S, S) normalized crops.
@@ -94,7 +99,10 @@ def export_onnx_int8(
     Weights are quantized to 7 bits (`reduce_range`): on AVX2 CPUs ONNX Runtime multiplies
     uint8 activations by int8 weights with VPMADDUBSW, whose int16 pair sums saturate with
     full-range weights (0.15% NME lost on the 300-W split); VNNI CPUs do not saturate. With
-    7-bit weights no pair sum can overflow, so the result is the same on both (docs/speed.md)."""
+    7-bit weights no pair sum can overflow, so the result is the same on both (docs/speed.md).
+    `weight_bits=8` exports the full-range weights, to measure that difference (tools.int8_check)."""
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 (every x86 CPU) or 8 (full range), got {weight_bits}")
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -124,7 +132,7 @@ def export_onnx_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            reduce_range=True,
+            reduce_range=weight_bits == 7,
             op_types_to_quantize=["Conv"],
             nodes_to_exclude=[head],
         )

@@ -2,7 +2,7 @@
 the middle one can run under another CPU model (e.g. `valgrind --tool=none`, whose CPU has no
 AVX-512, makes ONNX Runtime take its AVX2 kernels):
 
-    python -m smallnet_lit.tools.int8_check prepare DIR [--model smallnet_300w_fast] [--faces ../shared/data/300w-train]
+    python -m smallnet_lit.tools.int8_check prepare DIR [--model smallnet_300w_fast] [--faces ../shared/data/300w-train] [--weight-bits 8]
     python -m smallnet_lit.tools.int8_check run DIR --tag native
     valgrind --tool=none "$(python -c 'import sys; print(sys.executable)')" -m smallnet_lit.tools.int8_check run DIR --tag avx2 --files int8
     python -m smallnet_lit.tools.int8_check score DIR
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 
-def prepare(out: Path, model: str, faces: Path) -> None:
+def prepare(out: Path, model: str, faces: Path, weight_bits: int = 7) -> None:
     from smallnet_lit.data.crop import CropConfig
     from smallnet_lit.data.faces import FaceDataset
     from smallnet_lit.data.ibug import IbugFaces
@@ -32,7 +32,9 @@ def prepare(out: Path, model: str, faces: Path) -> None:
     size, scheme = loaded.net.input_size, loaded.scheme
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(loaded.net, out / "float.onnx", scheme.name)
-    export_onnx_int8(loaded.net, out / "int8.onnx", scheme.name, calibration_crops(faces, size))
+    export_onnx_int8(
+        loaded.net, out / "int8.onnx", scheme.name, calibration_crops(faces, size), weight_bits=weight_bits
+    )
     val = FaceDataset(IbugFaces(faces, split="val"), size, CropConfig())
     items = [val[i] for i in range(len(val))]
     np.save(out / "crops.npy", np.stack([it["image"].numpy() for it in items]))
@@ -86,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir", type=Path)
     p.add_argument("--model", default="smallnet_300w_fast", help="prepare: a shipped name or checkpoint")
     p.add_argument("--faces", type=Path, default=Path("../shared/data/300w-train"), help="prepare: iBUG folder")
+    p.add_argument(
+        "--weight-bits", type=int, choices=[7, 8], default=7,
+        help="prepare: int8 weights as exported (7) or full range (8: saturates on AVX2)",
+    )  # fmt: skip
     p.add_argument("--tag", default="native", help="run: a name for this CPU's results")
     p.add_argument(
         "--files", nargs="+", choices=["float", "int8"], default=["float", "int8"],
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.step == "prepare":
-        prepare(args.dir, args.model, args.faces)
+        prepare(args.dir, args.model, args.faces, args.weight_bits)
     elif not (args.dir / "prepared.json").is_file():
         p.error(f"{args.dir}: run `prepare` first")
     elif args.step == "run":
