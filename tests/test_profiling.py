@@ -3,12 +3,13 @@ profiled iBUG folder. The mean 3D face here is the synthetic renderer's template
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from smallnet_lit.data.ibug import IbugFaces
-from smallnet_lit.data.profiling import ProfilingError, fit_pose, load_mean_face, profile_face
+from smallnet_lit.data.profiling import FaceLeavesPhoto, ProfilingError, fit_pose, load_mean_face, profile_face
 from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
 from smallnet_lit.model.shapes import template_3d
 from smallnet_lit.tools.profile_faces import main as profile_main
@@ -71,6 +72,30 @@ def test_a_turned_face_has_the_new_yaw_and_its_far_jaw_on_the_outline(mean_face_
     np.testing.assert_array_equal(again.points, turned.points)  # deterministic
 
 
+def _coordinate_image(h, w):
+    """Each pixel holds its own position (x, y) in two channels: a warp's source is readable."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.stack([xs * 255.0 / (w - 1), ys * 255.0 / (h - 1), np.zeros_like(xs, float)], -1).astype(np.uint8)
+
+
+def test_a_face_filling_its_photo_turns_with_its_texture_or_is_refused(mean_face_file):
+    face = load_mean_face(mean_face_file)
+    points, _ = _project(face, 0.0, scale=70.0, centre=(100.0, 100.0))
+    points -= points.min(0) - 15  # the photo ends 15 px past the face: the still ring is off it
+    h, w = (np.ceil(points.max(0)) + 15).astype(int)[::-1]
+    image = _coordinate_image(h, w)
+    turned = profile_face(image, points, face, yaw_delta=12.0)
+    # The nose tip's pixel in the turned photo comes from the nose tip of the original: the face's
+    # texture moved with its labels (a mesh folded at the photo's border left it behind).
+    nose_new, nose_old = turned.points[30], points[30]
+    colour = turned.image[int(round(nose_new[1])), int(round(nose_new[0]))].astype(float)
+    source_xy = colour[:2] / 255.0 * [w - 1, h - 1]
+    assert np.abs(source_xy - nose_old).max() < 6.0, (source_xy, nose_old, nose_new)
+    assert abs(nose_new[0] - nose_old[0]) > 5  # it did turn
+    with pytest.raises(FaceLeavesPhoto, match="leaves the photo: .* of 68 points outside"):
+        profile_face(image, points, face, yaw_delta=60.0)
+
+
 def test_profile_faces_writes_an_ibug_folder_of_training_faces_only(mean_face_file, tmp_path):
     source = write_ibug(tmp_path / "src", n_photos=10, faces_per_photo=1, size=160)
     out = tmp_path / "profiled"
@@ -78,7 +103,8 @@ def test_profile_faces_writes_an_ibug_folder_of_training_faces_only(mean_face_fi
     assert profile_main(args) == 0
     summary = json.loads((out / "profiling.json").read_text())
     train = IbugFaces(source, split="train")
-    assert summary["faces"] == len(train) and summary["profiled_images"] + 2 * summary["skipped"] == 2 * len(train)
+    written = summary["profiled_images"] + 2 * summary["skipped"] + summary["skipped_copies"]
+    assert summary["faces"] == len(train) and written == 2 * len(train)
     profiled = IbugFaces(out)  # a source data=faces68 can take
     assert len(profiled) == summary["profiled_images"] > 0
     val_stems = {p.stem for p in (source).rglob("*.pts")} - {r.image_path.stem for r in train.records}
@@ -138,4 +164,8 @@ def test_profile_faces_follows_the_sources_split_rule(mean_face_file, tmp_path):
     args = [str(root), str(out), "--mean-face", str(mean_face_file), "--copies", "1", "--contact-sheet", "0"]
     assert profile_main([*args, "--photo-suffix", "none"]) == 0
     train = {r.image_path.stem for r in IbugFaces(root, split="train", photo_suffix=None).records}
-    assert {p.stem.rsplit("_p", 1)[0] for p in out.glob("*.pts")} == train and len(train) < 12
+    profiled = {p.stem.rsplit("_p", 1)[0] for p in out.glob("*.pts")}
+    turned_out = {
+        Path(k.split(" copy ")[0]).stem for k in json.loads((out / "profiling.json").read_text())["skipped_copy_list"]
+    }
+    assert profiled | turned_out == train and not profiled & turned_out and len(train) < 12

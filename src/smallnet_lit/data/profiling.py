@@ -42,6 +42,10 @@ class ProfilingError(ValueError):
     """A face that cannot be profiled (its fit failed); the message says why."""
 
 
+class FaceLeavesPhoto(ProfilingError):
+    """One turn of a face that carries it out of its photo; other turns may still fit."""
+
+
 def load_mean_face(path: str | Path) -> np.ndarray:
     """(68, 3) mean face in image axes (x right, y down, z toward the camera), eye-distance
     units, made mirror-symmetric with the 68-point flip pairs."""
@@ -205,21 +209,38 @@ def profile_face(
         rot[:, 1] * math.radians(-yaw_delta)
     )  # minus: the fit's yaw grows by yaw_delta @ _rodrigues(rot[:, 0] * math.radians(pitch_delta))
     turned = (moving - centre) @ turn.T + centre
-    # What stays: a ring further out (shoulders, background) and the image border.
+    # What stays: a ring further out (shoulders, background) and the canvas border.
     face_size = np.ptp(points, 0).max()
-    still = [
-        _ring(points.mean(0), np.array([1.25, 1.45]) * face_size, 28),
-        _border(w, h, 8),
-    ]
-    still2d = np.vstack(still)
-    src = np.vstack([moving[:, :2], still2d])
-    dst = np.vstack([turned[:, :2], still2d])
+    ring = _ring(points.mean(0), np.array([1.25, 1.45]) * face_size, 28)
+    # A face that fills its photo has its ring and turned anchors off the image: warp on a
+    # canvas padded to hold them (edge pixels repeated: no mirrored face parts), so the still
+    # border never cuts into the moving head (the mesh would fold and leave the face behind
+    # its labels), then crop back.
+    reach = np.vstack([ring, moving[:, :2], turned[:, :2]])
+    left, top = np.maximum(0, np.ceil(-reach.min(0)) + 2).astype(int)
+    right, bottom = np.maximum(0, np.ceil(reach.max(0) - [w - 1, h - 1]) + 2).astype(int)
+    canvas = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    offset = np.array([left, top], float)
+    still2d = np.vstack([ring + offset, _border(canvas.shape[1], canvas.shape[0], 8)])
+    src = np.vstack([moving[:, :2] + offset, still2d])
+    dst = np.vstack([turned[:, :2] + offset, still2d])
     depth = np.concatenate([turned[:, 2], np.full(len(still2d), turned[:, 2].min() - s)])
-    out = _warp(image, src, dst, depth)
+    out = _warp(canvas, src, dst, depth)[top : top + h, left : left + w]
     labels = turned[:68, :2].copy()
     labels[JAW] = _jaw_on_outline(turned[:68], moving[:68])
+    # A few points off the edge happen (faces cut by the frame) and are kept as in the source;
+    # a turn that carries the face out of the photo makes no training face.
+    before, after = _points_outside(points, w, h), _points_outside(labels, w, h)
+    if after > before + 2:
+        raise FaceLeavesPhoto(
+            f"the turned face leaves the photo: {after} of 68 points outside the {w}x{h} image ({before} before)"
+        )
     yaw, pitch, _ = Fit(s, turn @ rot, t, fit.residual).yaw_pitch_roll
     return Profiled(out, labels, yaw, pitch)
+
+
+def _points_outside(points: np.ndarray, w: int, h: int) -> int:
+    return int(((points < -0.5) | (points > [w - 0.5, h - 0.5])).any(1).sum())
 
 
 def _border(w: int, h: int, n: int) -> np.ndarray:

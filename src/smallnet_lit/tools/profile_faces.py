@@ -28,6 +28,7 @@ from smallnet_lit.data.ibug import PHOTO_SUFFIX, IbugFaces
 from smallnet_lit.data.images import read_image
 from smallnet_lit.data.profiling import (
     MEAN_FACE_FILE,
+    FaceLeavesPhoto,
     ProfilingError,
     fit_pose,
     load_mean_face,
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     skipped: dict[str, str] = {}
     reasons: Counter[str] = Counter()
+    skipped_copies: dict[str, str] = {}
+    copy_reasons: Counter[str] = Counter()
     tiles: list[tuple[np.ndarray, str]] = []
     written, yaws = 0, []
     from smallnet_lit.inference.plots import contact_sheet, draw_landmarks
@@ -110,15 +113,19 @@ def main(argv: list[str] | None = None) -> int:
             image = read_image(rec.image_path)
             current = fit_pose(rec.points, mean_face).yaw_pitch_roll[0]
             outputs = []
-            for _ in range(args.copies):
+            for k in range(args.copies):
                 yaw_delta, pitch_delta = sample_poses(rng, current, args.max_yaw, args.pitch)
-                outputs.append(profile_face(image, rec.points, mean_face, yaw_delta, pitch_delta))
+                try:
+                    outputs.append((k, profile_face(image, rec.points, mean_face, yaw_delta, pitch_delta)))
+                except FaceLeavesPhoto as e:  # this turn only: the face's other copies stand
+                    skipped_copies[f"{rec.key} copy {k}"] = str(e)
+                    copy_reasons[str(e).split(":")[0]] += 1
         except ProfilingError as e:
             skipped[rec.key] = str(e)
             reasons[str(e).split(":")[0]] += 1
             continue
         rel = Path(rec.key)
-        for k, face in enumerate(outputs):
+        for k, face in outputs:
             target = args.out / rel.parent / f"{rel.stem}_p{k}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(target), face.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]):
@@ -140,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": len(skipped),
         "skipped_by_reason": dict(reasons),
         "skipped_faces": skipped,
+        "skipped_copies": len(skipped_copies),
+        "skipped_copies_by_reason": dict(copy_reasons),
+        "skipped_copy_list": skipped_copies,
         "yaw_histogram_deg": np.histogram(np.abs(yaws), bins=[0, 15, 30, 45, 60, 75, 90])[0].tolist(),
     }
     (args.out / "profiling.json").write_text(json.dumps(summary, indent=1))
@@ -147,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         sheet = contact_sheet(tiles, columns=6, size=240)
         cv2.imwrite(str(args.out / "contact_sheet.jpg"), sheet[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     log.info(
-        "profiled %d of %d faces into %d images in %s; skipped %d (%s)",
+        "profiled %d of %d faces into %d images in %s; skipped %d faces (%s) and %d single copies (%s)",
         len(records) - len(skipped), len(records), written, args.out, len(skipped),
-        ", ".join(f"{k}: {v}" for k, v in reasons.items()) or "none",
+        ", ".join(f"{k}: {v}" for k, v in reasons.items()) or "none", len(skipped_copies),
+        ", ".join(f"{k}: {v}" for k, v in copy_reasons.items()) or "none",
     )  # fmt: skip
     return 0
 
