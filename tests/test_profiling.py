@@ -169,3 +169,25 @@ def test_profile_faces_follows_the_sources_split_rule(mean_face_file, tmp_path):
         Path(k.split(" copy ")[0]).stem for k in json.loads((out / "profiling.json").read_text())["skipped_copy_list"]
     }
     assert profiled | turned_out == train and not profiled & turned_out and len(train) < 12
+
+
+def test_profiled_copies_made_with_another_split_are_refused(mean_face_file, tmp_path):
+    """Profiled without --turned-to-val, a source holds copies of faces that validate once the mix
+    sets turned_to_val: the mix refuses it (the validation would be silently optimistic)."""
+    from smallnet_lit.data.errors import BadInputError
+    from smallnet_lit.data.mix import ibug_mix
+
+    real = write_ibug(tmp_path / "real", n_photos=12, faces_per_photo=1, size=160)
+    out = tmp_path / "profiled"
+    made = [str(real), str(out), "--mean-face", str(mean_face_file), "--copies", "1", "--contact-sheet", "0"]
+    assert profile_main(made) == 0
+    turned = {"turned_to_val": 20.0, "mean_face": str(mean_face_file)}
+    sources = {"real": {"root": str(real), **turned}, "prof": {"root": str(out), "train_only": True}}
+    with pytest.raises(BadInputError, match=r"profiling.json: .*'prof' was generated from 'real'.*turned_to_val None"):
+        ibug_mix(sources, "train")
+    assert len(ibug_mix(sources, "val")) > 0  # validation alone reads no generated faces
+    assert profile_main([*made, "--turned-to-val", "20"]) == 0
+    assert len(ibug_mix(sources, "train")) > 0  # the same split: accepted
+    sources["real"]["split_seed"] = 3
+    with pytest.raises(BadInputError, match="split_seed 0 there vs 3 here"):
+        ibug_mix(sources, "train")

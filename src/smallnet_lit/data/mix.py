@@ -7,6 +7,7 @@ sources apart, so NME is reported per source as well as overall.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,8 @@ def ibug_mix(
     if not sources:
         raise ValueError("data.sources is empty: name at least one face folder")
     specs = {name: s if isinstance(s, SourceSpec) else SourceSpec(**s) for name, s in sources.items()}
+    if split == "train":
+        check_generated_splits(specs)
     built = {}
     for name, spec in specs.items():
         if spec.weight < 0:
@@ -121,3 +124,55 @@ def ibug_mix(
         except (FileNotFoundError, BadInputError) as e:
             raise type(e)(f"data source {name!r}: {e}") from None
     return SourceMix(built, {n: specs[n].weight for n in built})
+
+
+# How tools.profile_faces records a split setting vs how a SourceSpec names it.
+_SPLIT_SETTINGS = {"val_fraction": "val_fraction", "split_seed": "split_seed", "turned_to_val": "turned_to_val",
+                   "photo_suffix": "photo_suffix"}  # fmt: skip
+
+
+def check_generated_splits(specs: Mapping[str, SourceSpec]) -> None:
+    """A train-only source generated from another source's training faces (its profiling.json
+    names that folder) must have been made with the same split: else faces that validate in
+    the mix train as generated copies, and validation is silently optimistic."""
+    real = {Path(s.root).expanduser().resolve(): (n, s) for n, s in specs.items() if not s.train_only}
+    for name, spec in specs.items():
+        record = Path(spec.root).expanduser() / "profiling.json"
+        if not spec.train_only or spec.weight == 0 or not record.is_file():
+            continue
+        try:
+            made = json.loads(record.read_text())
+            origin = Path(made["source"]).expanduser().resolve()
+            settings = made.get("settings", {})
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadInputError.at(record, None, f"unreadable profiling record ({e})") from None
+        if origin not in real:
+            continue  # generated from a folder this mix does not validate on
+        other, source = real[origin]
+        made_with = {k: settings.get(v) for k, v in _SPLIT_SETTINGS.items()}
+        if "photo_suffix" not in settings:  # written before the option: the default
+            made_with["photo_suffix"] = PHOTO_SUFFIX
+        if str(made_with["photo_suffix"]).lower() in ("none", "null", ""):
+            made_with["photo_suffix"] = None
+        wanted = {k: getattr(source, k) for k in _SPLIT_SETTINGS}
+        differ = [
+            f"{k} {made_with[k]!r} there vs {wanted[k]!r} here"
+            for k in _SPLIT_SETTINGS
+            if not _same(made_with[k], wanted[k])
+        ]
+        if settings.get("split", "train") != "train":
+            differ.insert(0, f"it holds the {settings.get('split')!r} split's faces")
+        if differ:
+            raise BadInputError.at(
+                record, None,
+                f"data source {name!r} was generated from {other!r} ({origin}) with another split: "
+                f"{'; '.join(differ)}. Faces that validate here would train as its copies. Regenerate it "
+                f"with the same split (tools.profile_faces --val-fraction/--split-seed/--photo-suffix/"
+                f"--turned-to-val) or drop it (data.sources.{name}.weight=0)",
+            )  # fmt: skip
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return a == b

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 overlay = draw_landmarks(face.image, face.points, scheme=IBUG68)
                 tiles.append((overlay, f"{rel.stem} yaw {face.yaw:+.0f} pitch {face.pitch:+.0f}"))
     summary = {
-        "source": str(args.source),
+        "source": str(args.source.resolve()),
         "split": args.split,
         "settings": {k: v for k, v in vars(args).items() if k not in ("source", "out", "mean_face")},
         "mean_face": str(args.mean_face or default_mean_face()),
