@@ -56,13 +56,16 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def render_face(rng: np.random.Generator, image_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic photo (H, W, 3) uint8 RGB and its 98 landmarks (98, 2) in pixels."""
+def render_face(
+    rng: np.random.Generator, image_size: int = 256, drawn: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic photo (H, W, 3) uint8 RGB and its 98 landmarks (98, 2) in pixels.
+    `drawn`, when given, is filled with how the face was drawn (pose in degrees, mouth opening,
+    lip colour, occluder, blur kernel, brightness gain and offset): what WFLW's attributes mark."""
     size = image_size
     tmpl = template_3d(rng)
-    rot = _rotation(
-        np.radians(rng.uniform(-40, 40)), np.radians(rng.uniform(-20, 20)), np.radians(rng.uniform(-35, 35))
-    )
+    yaw, pitch, roll = rng.uniform(-40, 40), rng.uniform(-20, 20), rng.uniform(-35, 35)
+    rot = _rotation(np.radians(yaw), np.radians(pitch), np.radians(roll))
     scale = rng.uniform(0.14, 0.24) * size  # pixels per template unit
     centre = rng.uniform(0.38, 0.62, 2) * size
     proj = (tmpl @ rot.T)[:, :2] * scale + centre
@@ -110,23 +113,31 @@ def render_face(rng: np.random.Generator, image_size: int = 256) -> tuple[np.nda
     cv2.fillPoly(img, [_fp(proj[76:88])], lips, cv2.LINE_AA, _SUBPIXEL_BITS)
     cv2.fillPoly(img, [_fp(proj[88:96])], _colour(rng, 0, 70), cv2.LINE_AA, _SUBPIXEL_BITS)
 
-    img = _photometric(rng, img, scale)
-    return img, proj.astype(np.float32)
+    looks = _photometric(rng, img, scale)
+    if drawn is not None:
+        # Inner lips' middles (upper 90, lower 94) apart, in half eye distances.
+        drawn.update(yaw=yaw, pitch=pitch, roll=roll, mouth_open=float(tmpl[94, 1] - tmpl[90, 1]), lips=lips)
+        drawn.update(looks[1])
+    return looks[0], proj.astype(np.float32)
 
 
-def _photometric(rng: np.random.Generator, img: np.ndarray, scale: float) -> np.ndarray:
+def _photometric(rng: np.random.Generator, img: np.ndarray, scale: float) -> tuple[np.ndarray, dict]:
     size = img.shape[0]
+    looks = {"occluded": False, "blur": 0, "gain": 1.0, "offset": 0.0}
     if rng.random() < 0.35:  # occluder: a hand, a microphone, a scarf...
         w, h = rng.uniform(0.3, 1.2, 2) * scale
         c = rng.uniform(0.3, 0.7, 2) * size
         box = cv2.boxPoints(((float(c[0]), float(c[1])), (float(w), float(h)), float(rng.uniform(0, 180))))
         cv2.fillPoly(img, [_fp(box)], _colour(rng), cv2.LINE_AA, _SUBPIXEL_BITS)
+        looks["occluded"] = True
     if rng.random() < 0.5:
         k = int(rng.choice([3, 5, 7]))
         img = cv2.GaussianBlur(img, (k, k), 0)
+        looks["blur"] = k
     noise = rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0, 12)
-    out = cv2.addWeighted(img.astype(np.float32), rng.uniform(0.5, 1.3), noise, 1.0, rng.uniform(-40, 40))
-    return out.clip(0, 255).astype(np.uint8)
+    looks["gain"], looks["offset"] = rng.uniform(0.5, 1.3), rng.uniform(-40, 40)
+    out = cv2.addWeighted(img.astype(np.float32), looks["gain"], noise, 1.0, looks["offset"])
+    return out.clip(0, 255).astype(np.uint8), looks
 
 
 class SyntheticFaces(FaceSource):
