@@ -122,3 +122,24 @@ class _One(FaceSource):
 def test_bad_crop_config_is_rejected(kwargs):
     with pytest.raises(ValueError, match="crop"):
         CropConfig(**kwargs)
+
+
+@pytest.mark.parametrize("total, weighted", [(100, True), (77, False), (None, False)])
+def test_epoch_draws_are_torchs_on_one_process_and_split_over_ranks(total, weighted):
+    """One process: the draws of WeightedRandomSampler / RandomSampler (recorded runs stay
+    reproducible). DDP: the ranks share out one epoch of the recipe's size, none repeated
+    (Lightning's own wrapper made a RandomSampler one pass over the faces)."""
+    from torch.utils.data import RandomSampler, WeightedRandomSampler
+
+    from smallnet_lit.data.datamodule import EpochDraws
+
+    weights = torch.rand(50, generator=torch.Generator().manual_seed(1)).double() if weighted else None
+    g = torch.Generator().manual_seed(7 + 3)  # seed + epoch
+    if weighted:
+        reference = list(WeightedRandomSampler(weights, total, True, generator=g))
+    else:
+        reference = list(RandomSampler(range(50), total is not None, total, generator=g))
+    assert list(EpochDraws(50, total, weights, seed=7, epoch=3)) == reference
+    ranks = [EpochDraws(50, total, weights, seed=7, epoch=3, rank=r, world_size=3) for r in range(3)]
+    assert sum(len(r) for r in ranks) == len(reference) == (total or 50)
+    assert sorted(i for r in ranks for i in r) == sorted(reference)

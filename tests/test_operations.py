@@ -231,8 +231,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     base = [*TINY_CLI, "test=false"]
     run_cli(["smallnet_lit.train", *base, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'fit'}"], cwd=tmp_path)
     ckpt = tmp_path / "fit" / "checkpoints" / "last.ckpt"
-    run_cli(["tests.helpers.ddp_validate", str(ckpt), "1", str(tmp_path / "one")], cwd=ROOT)
-    run_cli(["tests.helpers.ddp_validate", str(ckpt), "2", str(tmp_path / "two")], cwd=ROOT)
+    run_cli(["smallnet_lit.tools.ddp_validate", str(ckpt), "1", str(tmp_path / "one")], cwd=ROOT)
+    run_cli(["smallnet_lit.tools.ddp_validate", str(ckpt), "2", str(tmp_path / "two")], cwd=ROOT)
     m1 = json.loads((tmp_path / "one" / "rank0.json").read_text())
     ranks = [json.loads(f.read_text()) for f in sorted((tmp_path / "two").glob("rank*.json"))]
     assert m1["local_faces"] == 21

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from smallnet_lit.data.augment import Photometric
 from smallnet_lit.data.crop import CropConfig
@@ -101,22 +101,9 @@ class FaceDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset("train")
         ds.epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        generator = torch.Generator().manual_seed(self.seed + ds.epoch)
         weights = ds.source.sample_weights() if hasattr(ds.source, "sample_weights") else None
-        if weights is not None:  # a weighted mix of sources: draw by weight, with replacement
-            sampler = WeightedRandomSampler(
-                torch.as_tensor(weights, dtype=torch.double),
-                num_samples=self.train_samples_per_epoch or len(ds),
-                replacement=True,
-                generator=generator,
-            )
-        else:
-            sampler = RandomSampler(
-                ds,
-                replacement=self.train_samples_per_epoch is not None,
-                num_samples=self.train_samples_per_epoch,
-                generator=generator,
-            )
+        rank, world = _rank_and_world(self.trainer)
+        sampler = EpochDraws(len(ds), self.train_samples_per_epoch, weights, self.seed, ds.epoch, rank, world)
         # A ragged last batch is dropped, unless it is the only one (tiny data sets).
         return self._loader(ds, sampler=sampler, drop_last=len(sampler) > self.batch_size)
 
@@ -163,3 +150,56 @@ def _crop(cfg: CropConfig | dict | None) -> CropConfig:
     if cfg is None:
         return CropConfig()
     return cfg if isinstance(cfg, CropConfig) else CropConfig(**cfg)
+
+
+def _rank_and_world(trainer: L.Trainer | None) -> tuple[int, int]:
+    if trainer is not None:
+        return trainer.global_rank, trainer.world_size
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class EpochDraws(DistributedSampler):
+    """The training faces of one epoch, seeded by (seed, epoch): `total` draws by weight with
+    replacement (a weighted mix of sources), or uniform with replacement (`total` set), or
+    shuffled passes without (`total` None: one pass). Under DDP rank r takes draws r, r + w,
+    ...: an epoch has the recipe's size and the same faces on any number of processes (a
+    DistributedSampler, so Lightning does not wrap it again; its own wrapper would replace a
+    RandomSampler by one pass over the faces and lose `train_samples_per_epoch`). On one
+    process the draws are those of torch's WeightedRandomSampler / RandomSampler."""
+
+    def __init__(
+        self,
+        n_faces: int,
+        total: int | None,
+        weights=None,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        # DistributedSampler.__init__ wants a dataset and a process group: set its fields here.
+        self.n_faces, self.weights = n_faces, None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.total_size = total if total is not None else n_faces
+        self.replacement = total is not None or weights is not None
+        self.seed, self.epoch, self.rank, self.num_replicas = seed, epoch, rank, world_size
+        self.shuffle, self.drop_last = True, False
+        self.num_samples = len(range(rank, self.total_size, world_size))
+
+    def _draws(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        n, total = self.n_faces, self.total_size
+        if self.weights is not None:
+            return torch.multinomial(self.weights, total, True, generator=g)
+        if self.replacement:  # as RandomSampler draws them: in chunks of 32
+            chunks = [torch.randint(n, (32,), dtype=torch.int64, generator=g) for _ in range(total // 32)]
+            chunks.append(torch.randint(n, (total % 32,), dtype=torch.int64, generator=g))
+            return torch.cat(chunks)
+        return torch.randperm(n, generator=g)
+
+    def __iter__(self):
+        return iter(self._draws()[self.rank : self.total_size : self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

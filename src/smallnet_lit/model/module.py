@@ -40,6 +40,7 @@ class LandmarkModule(L.LightningModule):
         fr_threshold: float = 0.10,
         distill: dict[str, Any] | None = None,
         channels_last: bool = False,
+        compile: bool | str = False,
         error_calibration: dict[str, Any] | None = None,
         protocol: dict[str, float] | None = None,
     ) -> None:
@@ -49,6 +50,9 @@ class LandmarkModule(L.LightningModule):
         loaded when training starts and never saved into this model's checkpoints.
         channels_last: run the convolutions in NHWC memory layout (faster on CPUs:
         docs/speed.md); the weights and their checkpoints are the same either way.
+        compile: torch.compile the network's forward for training and validation (True:
+        inductor; or a backend's name); the module keeps the plain network, so checkpoints
+        and exports do not change.
         error_calibration: {a, b, ...} of `model.uncertainty.predicted_nme`, fitted by eval on a
         validation split and stored by `smallnet-export --error-calibration`.
         protocol: the crop protocol (crop_scale, pixel_mean, pixel_std: checkpoints.model_protocol)
@@ -77,6 +81,7 @@ class LandmarkModule(L.LightningModule):
         self.val_metrics = FaceAlignmentMetrics(corners, fr_threshold)
         self.test_metrics = FaceAlignmentMetrics(corners, fr_threshold, attribute_names=tuple(attribute_names))
         self.val_nme_best = MinMetric()
+        self._forward_maps = self.net.forward_maps  # torch.compile'd in on_fit_start when asked
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Points (B, K, 2) and sigma (B, K), in input pixels."""
@@ -89,7 +94,7 @@ class LandmarkModule(L.LightningModule):
 
     def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images = self._images(batch)
-        out = self.net.forward_maps(images)
+        out = self._forward_maps(images)
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         if stage == "train" and self.distill_fn is not None:
             with torch.no_grad():
@@ -108,6 +113,10 @@ class LandmarkModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.hparams.get("channels_last"):
             self.net.to(memory_format=torch.channels_last)
+        if backend := self.hparams.get("compile"):
+            backend = "inductor" if backend is True else str(backend)
+            self._forward_maps = torch.compile(self.net.forward_maps, backend=backend)
+            rank_zero_info(f"torch.compile: the network's forward compiles on first use (backend {backend})")
         if self.distill_teacher and not self._teachers:
             names = self.distill_teacher
             names = [names] if isinstance(names, str) else list(names)
