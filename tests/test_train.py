@@ -49,10 +49,10 @@ def logged_val_nme(run: Path) -> list[float]:
 def test_every_experiment_composes(make_cfg, experiment):
     cfg = make_cfg([f"+experiment={experiment}"], tiny=False)
     from smallnet_lit.model.landmarks import get_scheme
-    from smallnet_lit.model.net import SmallNet
+    from smallnet_lit.training.instantiate import model_from
 
-    net = SmallNet(**cfg.model.net)  # the composed network builds, for the data's landmark scheme
-    assert net.num_points == get_scheme(cfg.data.scheme).num_points
+    model = model_from(cfg.model, cfg.data.scheme)  # the composed network builds, for the data's scheme
+    assert model.net.num_points == get_scheme(cfg.data.scheme).num_points
     assert cfg.model.optimizer._target_.startswith("torch.optim.")
 
 
@@ -76,9 +76,38 @@ def test_negative_learning_rate_is_a_clear_error(make_cfg):
 
 
 def test_mismatched_points_are_a_clear_error(make_cfg):
-    cfg = make_cfg(["data.num_points=68"])
-    with pytest.raises(InstantiationException, match="data.num_points=68 but the data has 98"):
-        train(cfg)
+    """The point count is the data's scheme's; a model config that says otherwise is refused."""
+    with pytest.raises(ValueError, match="model.net.num_points=68 does not match the wflw98 scheme"):
+        train(make_cfg(["+model.net.num_points=68"]))
+    with pytest.raises(ValueError, match="model.scheme='ibug68' but the data's landmarks follow 'wflw98'"):
+        train(make_cfg(["+model.scheme=ibug68"]))
+    with pytest.raises(InstantiationException, match="data.scheme='ibug68' but the data's landmarks follow 'wflw98'"):
+        train(make_cfg(["data.scheme=ibug68"]))
+
+
+def test_configs_link_one_way(make_cfg, tmp_path):
+    """Data configs read nothing of the model's (train.py passes the input size in), and
+    the model config nothing of the data's (the scheme and attribute names are passed in)."""
+    from omegaconf import OmegaConf
+
+    from smallnet_lit.training.config import config_dir
+
+    for path in Path(config_dir()).rglob("*.yaml"):
+        text = path.read_text()
+        if "/data" in str(path) or path.parent.name == "data_common":
+            assert "${model." not in text, path
+        if path.parent.name == "model" or "/model/" in str(path):
+            assert "${data." not in text, path
+    faces = write_ibug(tmp_path / "faces", 4, 1)
+    cfg = make_cfg(
+        ["data=faces68", "~data.sources.lfpw", "~data.sources.ytf68", f"data.sources.ibug300w.root={faces}"]
+        + ["data.sources.ibug300w.val_fraction=0.5"]
+    )
+    assert OmegaConf.select(cfg, "data.cache.size") is None  # null: twice the input size, set in code
+    from smallnet_lit.training.instantiate import datamodule_from
+
+    assert datamodule_from(cfg.data, 96, only_split="val").input_size == 96
+    assert cfg.data.cache.size == 192
 
 
 def test_unknown_config_key_is_rejected(make_cfg):
@@ -357,7 +386,7 @@ def test_init_from_takes_a_shipped_models_name(make_cfg):
     from smallnet_lit.training.instantiate import model_from
 
     cfg = make_cfg(["+experiment=faces68_fast", "model.distill=null"], tiny=False)
-    model = model_from(cfg.model)
+    model = model_from(cfg.model, "ibug68")
     start_from(model, "smallnet_300w_fast")
     shipped = load_model("smallnet_300w_fast")
     for key, value in shipped.state_dict().items():

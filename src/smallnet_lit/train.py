@@ -25,8 +25,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
         raise ValueError(f"trainer.max_epochs must be at least 1 (or -1: no limit), got {max_epochs}")
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = datamodule_from(cfg.data)
-    model = model_from(cfg.model)
+    datamodule = datamodule_from(cfg.data, cfg.model.net.input_size)
+    model = model_from(cfg.model, datamodule.scheme.name, datamodule.attribute_names)
     # The model carries the crop protocol it is trained with: prediction and eval read it.
     model.hparams["protocol"] = {
         "crop_scale": float(datamodule.eval_crop.scale), "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD,

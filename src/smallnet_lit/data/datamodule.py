@@ -34,15 +34,14 @@ class FaceDataModule(L.LightningDataModule):
         train_samples_per_epoch: int | None = None,
         seed: int = 0,
         scheme: str | None = None,
-        num_points: int | None = None,
         attribute_names: tuple[str, ...] | list[str] = (),
         root: str | None = None,
         all: FaceSource | None = None,  # noqa: A002 - the split's name, as `split=all` says
     ) -> None:
         """`all`: every face of the data (eval's split=all), built only when asked for.
-        `scheme`, `num_points` and `attribute_names` state what the config promises
-        (the model config reads them); scheme and point count are checked against the
-        sources here.
+        `scheme` and `attribute_names` state what the config promises (train.py gives them
+        to the model); the scheme is checked against the sources here. `input_size` is the
+        network's (train.py: the model config's; eval: the checkpoint's).
         `root` is the data folder the sources read (shared by their configs)."""
         super().__init__()
         if batch_size < 1:
@@ -60,8 +59,6 @@ class FaceDataModule(L.LightningDataModule):
         actual = self.scheme
         if scheme is not None and scheme != actual.name:
             raise ValueError(f"data.scheme={scheme!r} but the data's landmarks follow {actual.name!r}")
-        if num_points is not None and num_points != actual.num_points:
-            raise ValueError(f"data.num_points={num_points} but the data has {actual.num_points} points per face")
         self.attribute_names = tuple(attribute_names)
         self.root = root
         self.input_size, self.batch_size, self.num_workers = input_size, batch_size, num_workers

@@ -18,7 +18,7 @@ from smallnet_lit.training.instantiate import datamodule_from
 
 
 def images_per_second(cfg: DictConfig, batches: int) -> float:
-    dm = datamodule_from(cfg.data, only_split="train")
+    dm = datamodule_from(cfg.data, cfg.model.net.input_size, only_split="train")
     loader = dm.train_dataloader()
     it = iter(loader)
     next(it)  # worker start-up is not throughput
@@ -47,7 +47,7 @@ def main(cfg: DictConfig) -> None:
         with open_dict(cfg):
             cfg.data.cache.dir = saved
         t = time.perf_counter()
-        datamodule_from(cfg.data, only_split="train")
+        datamodule_from(cfg.data, cfg.model.net.input_size, only_split="train")
         print(f"cache ready in {time.perf_counter() - t:.1f} s (built now, or found from an earlier run)")
     results["cached crops" if "cache" in cfg.data else "rendered on the fly"] = images_per_second(cfg, batches)
     for name, ips in results.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,6 @@ def user_cache_dir() -> str:
 # Config interpolations: ${smallnet_root:} and ${smallnet_cache:} (conf/paths/default.yaml).
 OmegaConf.register_new_resolver("smallnet_root", project_root, replace=True)
 OmegaConf.register_new_resolver("smallnet_cache", user_cache_dir, replace=True)
-# ${smallnet_mul:2,${model.net.input_size}}: sizes that follow another value (the crop cache).
-OmegaConf.register_new_resolver("smallnet_mul", lambda *factors: math.prod(factors), replace=True)
 # ${smallnet_wflw_attributes:}: WFLW's six attribute flags, named once (model.landmarks).
 OmegaConf.register_new_resolver("smallnet_wflw_attributes", lambda: list(WFLW_ATTRIBUTES), replace=True)
 # ${smallnet_pid:} in run dirs: two runs started in the same second get folders of their own.

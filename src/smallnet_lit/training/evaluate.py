@@ -111,11 +111,10 @@ def model_and_data(cfg: DictConfig):
     if (protocol["pixel_mean"], protocol["pixel_std"]) != (PIXEL_MEAN, PIXEL_STD):
         raise ValueError(f"{cfg.ckpt_path}: its pixel normalization {protocol} is not this package's")
     with open_dict(cfg):
-        cfg.model.net.input_size = model.net.input_size
         cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
         if "eval_crop" in cfg.data:  # the model's own crop, whatever the data config says
             cfg.data.eval_crop.scale = protocol["crop_scale"]
-    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), only_split=cfg.split)
+    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), model.net.input_size, only_split=cfg.split)
     if datamodule.scheme.name != model.scheme.name:
         raise ValueError(
             f"checkpoint {cfg.ckpt_path} predicts {model.scheme.name} landmarks but the data config gives "
