@@ -10,8 +10,7 @@ for size in 128 160 192; do
   run="$OUT/input_$size"
   [[ -f "$run/checkpoints/last.ckpt" ]] && { echo "skip $run (done)"; continue; }
   # as runs G, I, J ran (before EMA, 120 epochs and the deeper network became the recipe's defaults)
-  python -m smallnet_lit.train +experiment=faces68 model.net.input_size="$size" trainer.max_epochs=90 callbacks.ema=null \
-    "model.net.widths=[32,64,128,256]" "model.net.depths=[1,2,2,2]" \
+  python -m smallnet_lit.train +experiment=archive/faces68_g model.net.input_size="$size" \
     trainer.enable_progress_bar=false hydra.run.dir="$run"
 done
 python -m smallnet_lit.tools.compare "$OUT"

@@ -10,14 +10,14 @@ set -euo pipefail
 OUT=$1
 L_CKPT=$2
 WIDTHS="model.net.widths=[32,64,128,256]" # the widths before V (faces68_neighbours.sh)
-SHALLOW=("$WIDTHS" "model.net.depths=[1,2,2,2]") # the depth of L and K2, before U
 EPOCHS80=trainer.max_epochs=80 # the fast recipe's schedule before Z (faces68_neighbours.sh)
+# L's and K's recipes (conf/experiment/archive/): the depth before U
 source "$(dirname "$0")/lib.sh" # run NAME OVERRIDES...
 # offsets trained in the ground-truth cell's neighbourhood (default width, 120 epochs)
-run P_radius1_uniform +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=1 model.loss.loc_weighting=uniform
-run S_grid_prob +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=7
-run R_radius1_prob +experiment=faces68 "${SHALLOW[@]}" model.loss.loc_radius=1
-run T_fast_radius1_prob +experiment=faces68_fast "${SHALLOW[@]}" "$EPOCHS80" model.loss.loc_radius=1 model.distill.teacher="$L_CKPT"
+run P_radius1_uniform +experiment=archive/faces68_l model.loss.loc_radius=1 model.loss.loc_weighting=uniform
+run S_grid_prob +experiment=archive/faces68_l model.loss.loc_radius=7
+run R_radius1_prob +experiment=archive/faces68_l model.loss.loc_radius=1
+run T_fast_radius1_prob +experiment=archive/faces68_fast_k model.loss.loc_radius=1 model.distill.teacher="$L_CKPT"
 # depth: 3-3-3-2 convs per stage (1.49 M parameters, 0.33 GMACs; the faces68 recipe until V),
 # at the fast width distilled from L (W), and the fast recipe until F2: 2-3-3-2, distilled from U (X)
 run U_depth3332 +experiment=faces68 "$WIDTHS" "model.net.depths=[3,3,3,2]"

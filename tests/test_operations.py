@@ -3,6 +3,7 @@ run them, through the command line, on tiny settings."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -327,6 +328,8 @@ def test_sweep_scripts_parse_and_skip_finished_runs(tmp_path):
     checkpoint and metrics are there, so a cut sweep resumes where it stopped."""
     for script in sorted((ROOT / "sweeps").glob("*.sh")):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
+        for name in re.findall(r"\+experiment=\"?([\w/]+)", script.read_text()):  # recipes it names exist
+            assert (ROOT / "conf" / "experiment" / f"{name}.yaml").is_file(), (script.name, name)
     done = tmp_path / "A"
     (done / "checkpoints").mkdir(parents=True)
     (done / "csv").mkdir()
