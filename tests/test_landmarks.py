@@ -69,3 +69,23 @@ def test_neighbour_tables_are_the_nearest_points_of_the_same_face_region():
     assert neighbour_table(WFLW98, 10).shape == (98, 10)
     with pytest.raises(ValueError, match="between 1 and 67"):
         neighbour_table(IBUG68, 0)
+
+
+def test_test_time_flip_maps_the_mirrored_prediction_back():
+    """eval's flip_test: a model that predicts the mirror of the points on the mirrored crop
+    (an equivariant one) averages back to exactly its points and sigmas."""
+    import torch
+
+    from smallnet_lit.training.evaluate import average_with_flip
+
+    points, sigma = torch.rand(2, 68, 2) * 63, torch.rand(2, 68)
+
+    class Equivariant:
+        scheme = IBUG68
+
+        def __call__(self, images):
+            return IBUG68.flip_points(points, images.shape[-1]), sigma[:, torch.as_tensor(IBUG68.flip_permutation)]
+
+    averaged, averaged_sigma = average_with_flip(Equivariant(), torch.zeros(2, 3, 64, 64), points, sigma)
+    torch.testing.assert_close(averaged, points)
+    torch.testing.assert_close(averaged_sigma, sigma)

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 
 from smallnet_lit.data.faces import FaceSample, FaceSource
-from smallnet_lit.model.landmarks import IBUG68, WFLW98_TO_IBUG68, LandmarkScheme, get_scheme
+from smallnet_lit.model.landmarks import IBUG68, WFLW98, WFLW98_TO_IBUG68, LandmarkScheme, get_scheme
 from smallnet_lit.model.shapes import template_3d
 
+PARTS = {name: list(points) for name, points in WFLW98.parts.items()}  # what is drawn where
 _SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates: 1/16 px precision
 _SCALE = 1 << _SUBPIXEL_BITS
 
@@ -76,21 +77,21 @@ def render_face(
     forehead = np.stack(
         [np.linspace(1.2, -1.2, 12), -0.35 - 1.1 * np.sin(np.linspace(0.1, np.pi - 0.1, 12)), -0.3 * np.ones(12)], 1
     )
-    head = np.concatenate([proj[0:33], ((forehead @ rot.T)[:, :2] * scale + centre)])
+    head = np.concatenate([proj[PARTS["contour"]], ((forehead @ rot.T)[:, :2] * scale + centre)])
     cv2.fillPoly(img, [_fp(head)], tuple(int(c) for c in skin), cv2.LINE_AA, _SUBPIXEL_BITS)
     shade = tuple(int(c) for c in (skin * rng.uniform(0.5, 0.85)))
-    cv2.polylines(img, [_fp(proj[0:33])], False, shade, 2, cv2.LINE_AA, _SUBPIXEL_BITS)
+    cv2.polylines(img, [_fp(proj[PARTS["contour"]])], False, shade, 2, cv2.LINE_AA, _SUBPIXEL_BITS)
     if rng.random() < 0.6:  # hair
         hair = np.concatenate([((forehead @ rot.T)[:, :2] * scale + centre), proj[[32, 0]]])
         cv2.fillPoly(img, [_fp(hair[:14])], _colour(rng, 0, 120), cv2.LINE_AA, _SUBPIXEL_BITS)
 
     brow = _colour(rng, 0, 90)
-    for part in ((33, 42), (42, 51)):
-        cv2.fillPoly(img, [_fp(proj[part[0] : part[1]])], brow, cv2.LINE_AA, _SUBPIXEL_BITS)
+    for part in ("left_brow", "right_brow"):
+        cv2.fillPoly(img, [_fp(proj[PARTS[part]])], brow, cv2.LINE_AA, _SUBPIXEL_BITS)
     sclera = _colour(rng, 180, 256)
     iris = _colour(rng, 0, 140)
-    for (lo, hi), pupil in (((60, 68), 96), ((68, 76), 97)):
-        eye = proj[lo:hi]
+    for part, pupil in zip(("left_eye", "right_eye"), PARTS["pupils"], strict=True):
+        eye = proj[PARTS[part]]
         cv2.fillPoly(img, [_fp(eye)], sclera, cv2.LINE_AA, _SUBPIXEL_BITS)
         radius = max(1.0, 0.16 * scale)
         # The iris is drawn on a copy of the eye's bounding patch and kept inside the lids.
@@ -107,11 +108,11 @@ def render_face(
             img[y0:y1, x0:x1] = np.where(mask[..., None] > 0, disc, patch)
         cv2.polylines(img, [_fp(eye)], True, shade, 1, cv2.LINE_AA, _SUBPIXEL_BITS)
     nose = tuple(int(c) for c in (skin * 0.6))
-    cv2.polylines(img, [_fp(proj[51:55])], False, nose, 2, cv2.LINE_AA, _SUBPIXEL_BITS)
-    cv2.polylines(img, [_fp(proj[55:60])], False, nose, 2, cv2.LINE_AA, _SUBPIXEL_BITS)
+    cv2.polylines(img, [_fp(proj[PARTS["nose_bridge"]])], False, nose, 2, cv2.LINE_AA, _SUBPIXEL_BITS)
+    cv2.polylines(img, [_fp(proj[PARTS["nostrils"]])], False, nose, 2, cv2.LINE_AA, _SUBPIXEL_BITS)
     lips = _colour(rng, 60, 220)
-    cv2.fillPoly(img, [_fp(proj[76:88])], lips, cv2.LINE_AA, _SUBPIXEL_BITS)
-    cv2.fillPoly(img, [_fp(proj[88:96])], _colour(rng, 0, 70), cv2.LINE_AA, _SUBPIXEL_BITS)
+    cv2.fillPoly(img, [_fp(proj[PARTS["outer_lips"]])], lips, cv2.LINE_AA, _SUBPIXEL_BITS)
+    cv2.fillPoly(img, [_fp(proj[PARTS["inner_lips"]])], _colour(rng, 0, 70), cv2.LINE_AA, _SUBPIXEL_BITS)
 
     looks = _photometric(rng, img, scale)
     if drawn is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,18 @@ class LandmarkScheme:
             perm[a], perm[b] = b, a
         return perm
 
-    def flip_points(self, points: np.ndarray, width: int) -> np.ndarray:
-        """Mirror (..., K, 2) points the way cv2.flip mirrors an image `width` pixels wide
-        (pixel centres at integer coordinates, so x -> width - 1 - x), then restore the
-        semantic order: the old left eye corner becomes the new right one."""
-        flipped = np.array(points, dtype=np.float64, copy=True)
+    def flip_points(self, points, width: int):
+        """Mirror (..., K, 2) points (numpy, or a torch tensor: test-time flips) the way
+        cv2.flip / Tensor.flip(-1) mirror an image `width` pixels wide (pixel centres at
+        integer coordinates, so x -> width - 1 - x), then restore the semantic order: the old
+        left eye corner becomes the new right one."""
+        if hasattr(points, "clone"):  # a torch tensor: stays one, on its device
+            flipped = points.clone()
+            perm = flipped.new_tensor(self.flip_permutation, dtype=torch.long)
+        else:
+            flipped, perm = np.array(points, dtype=np.float64, copy=True), self.flip_permutation
         flipped[..., 0] = width - 1 - flipped[..., 0]
-        return flipped[..., self.flip_permutation, :]
+        return flipped[..., perm, :]
 
 
 def _mirror(lo: int, hi: int) -> list[tuple[int, int]]:

@@ -43,11 +43,9 @@ def to_photo(points: torch.Tensor, sigma: torch.Tensor, affine: torch.Tensor) ->
 def average_with_flip(model: LandmarkModule, images: torch.Tensor, points: torch.Tensor, sigma: torch.Tensor):
     """Mean of the predictions on the crop and on its mirror image (mapped back with the
     scheme's flip permutation)."""
-    size = images.shape[-1]
     f_points, f_sigma = model(images.flip(-1))
-    perm = torch.as_tensor(model.scheme.flip_permutation, device=images.device)
-    f_points, f_sigma = f_points[:, perm], f_sigma[:, perm]
-    f_points = torch.stack([size - 1 - f_points[..., 0], f_points[..., 1]], dim=-1)
+    f_points = model.scheme.flip_points(f_points, images.shape[-1])
+    f_sigma = f_sigma[:, torch.as_tensor(model.scheme.flip_permutation, device=images.device)]
     return (points + f_points) / 2, (sigma + f_sigma) / 2
 
 
