@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from smallnet_lit.data.augment import Photometric
-from smallnet_lit.data.crop import CropConfig
+from smallnet_lit.data.crop import CropConfig, crop_transform
 from smallnet_lit.data.faces import FaceDataset, FaceSample, FaceSource
+from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.synthetic import SyntheticFaces
 from smallnet_lit.model.landmarks import IBUG68, WFLW98
 from smallnet_lit.training.evaluate import to_photo
@@ -143,3 +144,31 @@ def test_epoch_draws_are_torchs_on_one_process_and_split_over_ranks(total, weigh
     ranks = [EpochDraws(50, total, weights, seed=7, epoch=3, rank=r, world_size=3) for r in range(3)]
     assert sum(len(r) for r in ranks) == len(reference) == (total or 50)
     assert sorted(i for r in ranks for i in r) == sorted(reference)
+
+
+def test_squeeze_narrows_the_face_and_moves_the_points_exactly():
+    points = np.array([[40.0, 50.0], [120.0, 50.0], [80.0, 130.0]])
+    sample = FaceSample(np.zeros((160, 160, 3), np.uint8), points, "")
+    plain, _ = crop_transform(sample, 64, CropConfig(), None)
+    widths = []
+    for seed in range(20):
+        m, _ = crop_transform(sample, 64, CropConfig(squeeze=0.5), np.random.default_rng(seed))
+        p = points @ m[:, :2].T + m[:, 2]
+        widths.append(np.ptp(p[:, 0]) / np.ptp(p[:, 1]))
+    base = points @ plain[:, :2].T + plain[:, 2]
+    assert min(widths) < 0.8 * np.ptp(base[:, 0]) / np.ptp(base[:, 1]) < max(widths) + 1e-9
+
+
+def test_in_the_wild_augmentation_is_seeded_and_keeps_the_old_stream_when_off(ibug_root):
+    source = IbugFaces(ibug_root)
+    on = Photometric(lighting=1, strong_blur=1, lowres=1, jpeg=1)
+    ds = FaceDataset(source, 64, CropConfig(rotation=10), True, on, seed=3)
+    a, b = ds[0]["image"], ds[0]["image"]
+    torch.testing.assert_close(a, b)
+    plain = FaceDataset(source, 64, CropConfig(rotation=10), True, Photometric(), seed=3)[0]["image"]
+    assert (a - plain).abs().mean() > 0.05
+    # enabling nothing new leaves the augmentation exactly as before the options existed
+    zero = FaceDataset(source, 64, CropConfig(rotation=10), True, Photometric(lowres=0, jpeg=0), seed=3)[0]["image"]
+    torch.testing.assert_close(zero, plain)
+    with pytest.raises(ValueError, match="lowres must be a probability"):
+        Photometric(lowres=2)

@@ -4,7 +4,9 @@ import sys
 import pytest
 import torch
 
+from smallnet_lit.model import codec
 from smallnet_lit.model.codec import HeadOutput
+from smallnet_lit.model.landmarks import IBUG68
 from smallnet_lit.model.net import SmallNet, count_macs, count_params
 from tests.helpers.heads import neighbour_maps_at_truth
 
@@ -77,7 +79,6 @@ def test_network_has_no_lightning_dependency():
 
 def test_codec_decodes_what_it_encodes():
     """Targets written by `encode` (one-hot cell + offset) decode back to the same points."""
-    from smallnet_lit.model import codec
 
     points = torch.tensor([[[3.0, 60.5], [33.2, 17.9], [63.9, 0.1]]])
     cell, offset, inside = codec.encode(points, stride=8, grid_hw=(8, 8))
@@ -106,8 +107,6 @@ def test_neighbour_regression_adds_head_maps_and_loads_old_checkpoints():
 def test_neighbour_decoding_averages_each_point_with_its_neighbours_readings():
     """Every reading of point j (its own and those in its neighbours' maps) is built to say
     p_j, except point 0's own, which is off by d: the mean moves d / (1 + votes for 0)."""
-    from smallnet_lit.model import codec
-    from smallnet_lit.model.landmarks import IBUG68
     from smallnet_lit.model.shapes import neighbour_table
 
     k, c, stride = 68, 3, 8
@@ -237,3 +236,25 @@ def test_reparameterized_net_trains_in_channels_last():
     out = net.forward_maps(x)
     (out.scores.sum() + out.offsets.sum()).backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_channels_last_computes_the_same_loss_and_gradients():
+    from smallnet_lit.model.module import LandmarkModule
+
+    torch.manual_seed(0)
+    kwargs = dict(
+        net=dict(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1], norm=True), scheme="ibug68"
+    )
+    plain, nhwc = LandmarkModule(**kwargs), LandmarkModule(**kwargs, channels_last=True)
+    nhwc.load_state_dict(plain.state_dict())
+    nhwc.net.to(memory_format=torch.channels_last)  # what on_fit_start does
+    batch = {"image": torch.randn(4, 3, 64, 64), "points": torch.rand(4, 68, 2) * 60, "valid": torch.ones(4, 68)}
+    assert nhwc._images(batch).is_contiguous(memory_format=torch.channels_last)
+    losses = []
+    for module in (plain, nhwc):
+        out = module.net.forward_maps(module._images(batch))
+        loss, _ = module.loss_fn(out, batch["points"], batch["valid"])
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    torch.testing.assert_close(plain.net.head.weight.grad, nhwc.net.head.weight.grad, rtol=1e-3, atol=1e-5)

@@ -12,6 +12,7 @@ import pytest
 
 from smallnet_lit.data.synthetic import render_face
 from smallnet_lit.inference.detect import BoxLookup, read_boxes
+from smallnet_lit.inference.predictor import FaceLandmarks, box_problem
 from smallnet_lit.predict import main as predict_main
 from tests.helpers.faces import synthetic_photo
 
@@ -200,3 +201,61 @@ def test_the_python_api_tracks_a_video_file_or_frames(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="not a readable video"):
         (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
         next(model.track(tmp_path / "bad.mp4"))
+
+
+def test_predict_keeps_relative_paths_apart(checkpoint, tmp_path):
+    photos = tmp_path / "photos"
+    for rel in ("a.jpg", "sub/a.jpg", "sub2/a.JPG", "a.png"):
+        (photos / rel).parent.mkdir(parents=True, exist_ok=True)
+        synthetic_photo(photos / rel)
+    box = [40.0, 40.0, 160.0, 160.0]
+    (tmp_path / "boxes.json").write_text(json.dumps({"sub/a.jpg": [box], "a.jpg": [box, box]}))
+    out = tmp_path / "out"
+    argv = [str(photos), "--model", str(checkpoint), "--out", str(out), "--boxes", str(tmp_path / "boxes.json")]
+    assert predict_main(argv) == 0
+    overlays = sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.*"))
+    assert overlays == ["a.jpg", "a.png.jpg", "sub/a.jpg", "sub2/a.JPG"]
+    rows = {r["image"]: r for r in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
+    assert len(rows[str(photos / "a.jpg")]["faces"]) == 2  # its own entry, not sub/a.jpg's
+    assert len(rows[str(photos / "sub" / "a.jpg")]["faces"]) == 1
+    assert len(rows[str(photos / "sub2" / "a.JPG")]["faces"]) == 0  # no entry of its own
+    # 0.01 px in the JSON, without float32 noise
+    x = rows[str(photos / "a.jpg")]["faces"][0]["points"][0][0]
+    assert x == round(x, 2) and len(repr(x)) <= 8
+
+
+def test_predict_argument_and_model_errors_exit_2_and_keep_old_results(checkpoint, tmp_path):
+    synthetic_photo(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    assert predict_main([str(tmp_path / "a.jpg"), "--model", str(checkpoint), "--out", str(out)]) == 0
+    before = (out / "predictions.jsonl").read_text()
+    with pytest.raises(SystemExit) as exit_:
+        predict_main([str(tmp_path / "a.jpg"), "--model", str(checkpoint), "--out", str(out), "--redetect-every", "0"])
+    assert exit_.value.code == 2
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x80\x04garbage")
+    assert predict_main([str(tmp_path / "a.jpg"), "--model", str(bad), "--out", str(out)]) == 2
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    assert predict_main([str(tmp_path / "a.jpg"), "--model", str(tmp_path / "bad.onnx"), "--out", str(out)]) == 2
+    assert (out / "predictions.jsonl").read_text() == before
+
+
+def test_boxes_without_area_or_off_the_image_are_rejected_and_reported(checkpoint, tmp_path):
+    assert box_problem([10, 10, 10, 50], (100, 100)) and box_problem([500, 500, 600, 600], (100, 100))
+    assert box_problem([np.nan, 0, 10, 10], (100, 100)) and box_problem([0, 0, 50, 50], (100, 100)) is None
+    synthetic_photo(tmp_path / "a.jpg")
+    boxes = {"a.jpg": [[40, 40, 160, 160], [50, 50, 51, 90], [900, 900, 1000, 1000]]}
+    (tmp_path / "b.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "a.jpg"), "--model", str(checkpoint), "--out", str(out), "--boxes", str(tmp_path / "b.json")]
+    assert predict_main(argv) == 0
+    row = json.loads((out / "predictions.jsonl").read_text())
+    assert len(row["faces"]) == 1
+    assert [r["problem"][:10] for r in row["rejected_boxes"]] == ["less than ", "mostly out"]
+
+
+def test_face_json_has_no_float32_noise():
+    f = FaceLandmarks(
+        np.float32([1.1, 2.2, 3.3, 4.4]), np.float32([[111.968, 5.5]]), np.float32([0.123456]), np.float32([0.5])
+    )
+    assert json.dumps(f.to_json()["points"]) == "[[111.97, 5.5]]"

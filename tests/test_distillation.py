@@ -1,0 +1,112 @@
+"""Distillation: cell- and offset-level targets from a teacher or an ensemble, feature
+distillation through a projection, and runs that reload without their teacher."""
+
+import pytest
+import torch
+
+from smallnet_lit.model import codec
+from smallnet_lit.model.loss import DistillLoss
+from smallnet_lit.model.net import SmallNet
+from smallnet_lit.train import train
+
+
+def test_distillation_loss_is_zero_for_the_teacher_itself_and_pulls_a_student():
+    torch.manual_seed(0)
+    teacher = SmallNet(num_points=5, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1])
+    student = SmallNet(num_points=5, input_size=64, widths=[8, 8, 8], depths=[1, 1, 1])
+    images = torch.randn(2, 3, 64, 64)
+    kd = DistillLoss(cells=1.0, offsets=1.0, temperature=2.0)
+    t_out = teacher.forward_maps(images)
+    zero, _ = kd(t_out, t_out)
+    assert zero.item() == pytest.approx(0, abs=1e-6)
+    with torch.no_grad():
+        teacher.head.weight.mul_(300)  # a peaked teacher
+        t_out = teacher.forward_maps(images)
+    opt = torch.optim.Adam(student.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss, parts = kd(student.forward_maps(images), t_out)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first and set(parts) == {"loss_kd_cells", "loss_kd_offsets"}
+    other = SmallNet(num_points=5, input_size=64, widths=[8, 8], depths=[1, 1], pool_levels=2)
+    with pytest.raises(ValueError, match="head grids differ"):
+        kd(other.forward_maps(images), t_out)
+
+
+def test_ensemble_maps_decode_to_the_mean_of_the_members_points():
+    torch.manual_seed(0)
+    members = [SmallNet(num_points=5, input_size=64, widths=[8, 8, 8], depths=[1, 1, 1]) for _ in range(3)]
+    for net in members:
+        with torch.no_grad():
+            net.head.weight.normal_(std=0.3)  # distinct, peaked members
+    images = torch.randn(2, 3, 64, 64)
+    outs = [net.forward_maps(images) for net in members]
+    mixed = codec.mixture(outs)
+    expected = torch.stack([codec.decode(o, "soft")[0] for o in outs]).mean(0)
+    torch.testing.assert_close(codec.decode(mixed, "soft")[0], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(codec.decode(codec.mixture(outs[:1]), "soft")[0], codec.decode(outs[0], "soft")[0])
+    other = SmallNet(num_points=5, input_size=32, widths=[8, 8, 8], depths=[1, 1, 1])
+    with pytest.raises(ValueError, match="share the head grid"):
+        codec.mixture([outs[0], other.forward_maps(torch.randn(2, 3, 32, 32))])
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_training_with_a_teacher_logs_the_distillation_terms(make_cfg, tmp_path, ensemble):
+    base = ["data.train.num_faces=8", "data.val.num_faces=4", "trainer.max_epochs=1", "test=false"]
+    train(make_cfg(base))
+    teacher = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    teacher = f"['{teacher}','{teacher}']" if ensemble else f"'{teacher}'"
+    cfg = make_cfg([*base, "model.net.widths=[8,8,8]", f"model.distill={{teacher:{teacher},weight:0.5}}"])
+    cfg.paths.output_dir = str(tmp_path / "student")
+    cfg.trainer.log_every_n_steps = 1
+    train(cfg)
+    header = (tmp_path / "student" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss_kd_cells" in header and "train/loss_kd_offsets" in header
+    # the student's checkpoint carries no teacher weights
+    state = torch.load(tmp_path / "student" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert not any("teacher" in k for k in state)
+
+
+def test_feature_distillation_pulls_the_students_features_through_a_projection():
+    torch.manual_seed(0)
+    teacher = SmallNet(num_points=5, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1])
+    student = SmallNet(num_points=5, input_size=64, widths=[8, 8, 8], depths=[1, 1, 1])
+    images = torch.randn(4, 3, 64, 64)
+    kd = DistillLoss(cells=0.0, offsets=0.0, features=1.0, student_channels=24, teacher_channels=40)
+    with torch.no_grad():
+        t_out = teacher.forward_maps(images)
+    opt = torch.optim.Adam([*student.parameters(), *kd.parameters()], lr=1e-2)
+    losses = []
+    for _ in range(40):
+        loss, parts = kd(student.forward_maps(images), t_out)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.5 * losses[0] and "loss_kd_features" in parts
+    with pytest.raises(ValueError, match="feature channels"):
+        DistillLoss(features=1.0)
+
+
+def test_a_run_with_feature_distillation_reloads_without_its_teacher(make_cfg, tmp_path):
+    from smallnet_lit.inference.deploy import export_slim
+    from smallnet_lit.model.module import load_model
+
+    base = ["data.train.num_faces=8", "data.val.num_faces=4", "trainer.max_epochs=1", "test=false"]
+    train(make_cfg(base))
+    teacher = tmp_path / "teacher.ckpt"
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").rename(teacher)
+    cfg = make_cfg([*base, "model.net.widths=[8,8,8]", f"model.distill={{teacher:'{teacher}',features:1.0}}"])
+    cfg.paths.output_dir = str(tmp_path / "student")
+    cfg.trainer.log_every_n_steps = 1
+    train(cfg)
+    assert "train/loss_kd_features" in (tmp_path / "student" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    student = tmp_path / "student" / "checkpoints" / "last.ckpt"
+    teacher.unlink()
+    assert load_model(student).distill_fn.projection.out_channels == 16 + 16 + 8  # the teacher's pooled levels
+    slim = export_slim(student, tmp_path / "slim.ckpt")
+    assert not any(k.startswith("distill_fn.") for k in torch.load(slim, weights_only=False)["state_dict"])
+    load_model(slim)  # loads without the projection or the teacher

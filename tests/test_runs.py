@@ -1,0 +1,92 @@
+"""Training and eval runs as a user starts them: their own run dirs, settings refused before any
+work, an interrupt that keeps the first epoch, another data config, eval of a folder."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from smallnet_lit.train import train
+from tests.helpers.faces import SHARED_DATA
+from tests.helpers.runs import run_eval
+
+
+@pytest.mark.parametrize("config", ["train", "eval"])
+def test_runs_started_in_the_same_second_get_their_own_run_dirs(config):
+    """The run dir holds the process id beside the time: two evals of one second keep both metrics.json."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from smallnet_lit.training.config import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose(config_name=config, return_hydra_config=True)
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+    assert run_dir.endswith(f"_{os.getpid()}")
+
+
+def test_zero_epochs_is_refused_before_any_work(make_cfg):
+    with pytest.raises(ValueError, match="max_epochs must be at least 1"):
+        train(make_cfg(["trainer.max_epochs=0"]))
+
+
+def test_an_interrupt_in_the_first_epoch_leaves_last_ckpt(make_cfg, tmp_path):
+    """Ctrl-C before the first epoch ends: last.ckpt is written, so the run can resume."""
+    import lightning as L
+
+    class CtrlC(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 2:
+                raise KeyboardInterrupt
+
+    from smallnet_lit.training import instantiate
+
+    cfg = make_cfg(["data.train_samples_per_epoch=64"])
+    original = instantiate.callbacks_from
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("smallnet_lit.train.callbacks_from", lambda c: [*original(c), CtrlC()])
+        with pytest.raises(SystemExit):
+            train(cfg)
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_demo_experiment_works_with_another_data_config(make_cfg, tmp_path):
+    from tests.helpers.faces import write_wflw
+
+    root = write_wflw(tmp_path / "WFLW", 6, 4)
+    cfg = make_cfg(["+experiment=demo", "data=wflw", f"data.root={root}", "debug=fdr"])
+    assert "val/nme" in train(cfg)
+
+
+@pytest.mark.shared_data
+def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for pts in sorted((SHARED_DATA / "300w-train" / "afw").glob("*.pts"))[:12]:
+        for suffix in (".pts", ".jpg"):
+            shutil.copy(pts.with_suffix(suffix), folder / pts.with_suffix(suffix).name)
+    mean_face = f"mean_face={SHARED_DATA / '3d' / 'mean_face_68.txt'}"
+    result, out = run_eval(
+        make_cfg, tmp_path / "eval", "smallnet_300w", ["data=ibug300w", f"data.root={folder}", mean_face]
+    )
+    assert json.loads((out / "metrics.json").read_text())["faces"] == 12
+    assert 0 < result["all/nme"] < 0.1
+    # per yaw bin (the shared mean 3D face fitted to the annotations): every face in one bin
+    assert sum(result[f"all/yaw_{b}/faces"] for b in ("0_30", "30_60", "60_90")) == 12
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(0 <= r["yaw"] <= 90 for r in rows)
+    # from a detector's boxes, as smallnet-predict crops: found faces + misses = all
+    for detector, least_found in (("haar", 7), ("mtcnn", 11)):
+        detected, out = run_eval(
+            make_cfg,
+            tmp_path / detector,
+            "smallnet_300w",
+            ["data=ibug300w", f"data.root={folder}", f"crop_from={detector}"],
+        )
+        found = json.loads((out / "metrics.json").read_text())["faces"]
+        assert found >= least_found and found == round(12 * (1 - detected["all/not_found"]))
+        assert detected["all/nme"] < 0.15
+    with pytest.raises(ValueError, match="crop_from must be"):
+        run_eval(make_cfg, tmp_path / "bad", "smallnet_300w", ["data=ibug300w", f"data.root={folder}", "crop_from=x"])
