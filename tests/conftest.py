@@ -28,7 +28,8 @@ from smallnet_lit.model.module import LandmarkModule  # noqa: E402
 from smallnet_lit.training.config import config_dir  # noqa: E402
 from tests.helpers.faces import SHARED_DATA, write_ibug, write_wflw  # noqa: E402
 
-torch.set_num_threads(2)
+# One worker of `pytest -n 2` per core: one thread each (more only fight over the cores).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 # Small enough that a fit step takes milliseconds: 64 px input, 8x8 head grid.
 TINY = [

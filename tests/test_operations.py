@@ -16,21 +16,18 @@ from nbclient import NotebookClient
 
 from smallnet_lit.tools.compare import collect_local
 from smallnet_lit.tools.compare import main as compare_main
+from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tests' tiny network (conftest.TINY) as a command line: the demo recipe on 32 faces.
 TINY_CLI = [
     "+experiment=demo",
-    "model.net.input_size=64",
-    "model.net.widths=[8,16,16]",
-    "model.net.depths=[1,1,1]",
+    *(o for o in TINY if not o.startswith("data.batch_size")),
     "data.train.num_faces=32",
     "data.val.num_faces=16",
     "data.test.num_faces=8",
     "data.train_samples_per_epoch=32",
     "data.batch_size=8",
-    "data.num_workers=0",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
 ]
 
 
@@ -306,7 +303,8 @@ def test_architecture_grid_stays_within_the_budget(make_cfg):
     <= 0.5 GMACs (the issue's budget for a shipped model)."""
     import itertools
 
-    from smallnet_lit.model.net import SmallNet, count_macs, count_params
+    from smallnet_lit.model.net import count_macs, count_params
+    from smallnet_lit.training.instantiate import model_from
 
     grid = yaml.safe_load((ROOT / "conf" / "hparams_search" / "faces68_arch.yaml").read_text())
     params = grid["hydra"]["sweeper"]["params"]
@@ -317,8 +315,7 @@ def test_architecture_grid_stays_within_the_budget(make_cfg):
     for combo in itertools.product(*choices.values()):
         overrides = [f"{k}={v}" for k, v in zip(choices, combo, strict=True)]
         cfg = make_cfg(["+experiment=faces68", *overrides], tiny=False)
-        kwargs = {k: v for k, v in cfg.model.net.items()}
-        net = SmallNet(**kwargs)
+        net = model_from(cfg.model, cfg.data.scheme).net
         assert count_params(net) <= 1.5e6 and count_macs(net) <= 0.5e9, overrides
     assert len(list(itertools.product(*choices.values()))) == 24
 
@@ -374,7 +371,8 @@ def test_efficient_grid_stays_at_pfld_ghostones_cost(make_cfg):
     0.10 GMACs (the default's budget); at least one fits the fast model's 0.05."""
     import itertools
 
-    from smallnet_lit.model.net import SmallNet, count_macs
+    from smallnet_lit.model.net import count_macs
+    from smallnet_lit.training.instantiate import model_from
 
     grid = yaml.safe_load((ROOT / "conf" / "hparams_search" / "faces68_efficient.yaml").read_text())
     params = grid["hydra"]["sweeper"]["params"]
@@ -386,6 +384,6 @@ def test_efficient_grid_stays_at_pfld_ghostones_cost(make_cfg):
     for combo in itertools.product(*choices.values()):
         overrides = [f"{k}={v}" for k, v in zip(choices, combo, strict=True)]
         cfg = make_cfg(["+experiment=faces68_rep", *overrides], tiny=False)
-        costs.append(count_macs(SmallNet(**cfg.model.net)))
+        costs.append(count_macs(model_from(cfg.model, cfg.data.scheme).net))
         assert costs[-1] <= 0.10e9, overrides
     assert len(costs) == 16 and min(costs) <= 0.05e9

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from smallnet_lit.model.landmarks import get_scheme
 from smallnet_lit.model.net import SmallNet, count_macs, count_params
 from smallnet_lit.training.config import config_dir, plain
 
@@ -21,7 +22,8 @@ def describe(net_kwargs: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> None:
-    print(describe(plain(cfg.model.net)))
+    # the point count is the data's scheme's, as in training
+    print(describe({"num_points": get_scheme(cfg.data.scheme).num_points, **plain(cfg.model.net)}))
 
 
 if __name__ == "__main__":
