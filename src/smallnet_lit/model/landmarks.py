@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,9 @@ class LandmarkScheme:
         cv2.flip / Tensor.flip(-1) mirror an image `width` pixels wide (pixel centres at
         integer coordinates, so x -> width - 1 - x), then restore the semantic order: the old
         left eye corner becomes the new right one."""
-        if hasattr(points, "clone"):  # a torch tensor: stays one, on its device
-            flipped = points.clone()
-            perm = flipped.new_tensor(self.flip_permutation, dtype=torch.long)
+        if hasattr(points, "clone"):  # a torch tensor: stays one, on its device (torch not imported here:
+            flipped = points.clone()  # the ONNX inference path runs without it)
+            perm = flipped.new_tensor(self.flip_permutation).long()
         else:
             flipped, perm = np.array(points, dtype=np.float64, copy=True), self.flip_permutation
         flipped[..., 0] = width - 1 - flipped[..., 0]
