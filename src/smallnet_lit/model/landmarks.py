@@ -37,8 +37,10 @@ class LandmarkScheme:
         cv2.flip / Tensor.flip(-1) mirror an image `width` pixels wide (pixel centres at
         integer coordinates, so x -> width - 1 - x), then restore the semantic order: the old
         left eye corner becomes the new right one."""
-        if hasattr(points, "clone"):  # a torch tensor: stays one, on its device (torch not imported here:
-            flipped = points.clone()  # the ONNX inference path runs without it)
+        # A torch tensor stays one, on its device; torch is not imported here (the ONNX
+        # inference path runs without it).
+        if hasattr(points, "clone"):
+            flipped = points.clone()
             perm = flipped.new_tensor(self.flip_permutation).long()
         else:
             flipped, perm = np.array(points, dtype=np.float64, copy=True), self.flip_permutation
