@@ -90,3 +90,21 @@ def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, 
         assert detected["all/nme"] < 0.15
     with pytest.raises(ValueError, match="crop_from must be"):
         run_eval(make_cfg, tmp_path / "bad", "smallnet_300w", ["data=ibug300w", f"data.root={folder}", "crop_from=x"])
+
+
+def test_paired_comparison_of_two_evals(tmp_path, capsys):
+    """tools.paired: face-by-face NME difference, bootstrap interval, yaw filter, clear errors."""
+    import json
+
+    from smallnet_lit.tools.paired import main as paired_main
+
+    for name, shift in (("a", 0.0), ("b", 0.01)):
+        (tmp_path / name).mkdir()
+        rows = [{"face": f"src:{i}", "nme": 0.05 + 0.001 * i + shift, "yaw": 10.0 * i} for i in range(6)]
+        (tmp_path / name / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert paired_main([str(tmp_path / "a"), str(tmp_path / "b"), "--min-yaw", "30"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 faces: NME a - b = -1.000%") and "a better on 3 of 3" in out
+    (tmp_path / "b" / "predictions.jsonl").write_text("{not json\n")
+    assert paired_main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "predictions.jsonl:1: not an eval prediction row" in capsys.readouterr().err

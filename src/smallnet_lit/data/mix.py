@@ -126,9 +126,8 @@ def ibug_mix(
     return SourceMix(built, {n: specs[n].weight for n in built})
 
 
-# How tools.profile_faces records a split setting vs how a SourceSpec names it.
-_SPLIT_SETTINGS = {"val_fraction": "val_fraction", "split_seed": "split_seed", "turned_to_val": "turned_to_val",
-                   "photo_suffix": "photo_suffix"}  # fmt: skip
+# The SourceSpec fields that decide a split; tools.profile_faces records them under the same names.
+_SPLIT_SETTINGS = ("val_fraction", "split_seed", "turned_to_val", "photo_suffix")
 
 
 def check_generated_splits(specs: Mapping[str, SourceSpec]) -> None:
@@ -149,7 +148,7 @@ def check_generated_splits(specs: Mapping[str, SourceSpec]) -> None:
         if origin not in real:
             continue  # generated from a folder this mix does not validate on
         other, source = real[origin]
-        made_with = {k: settings.get(v) for k, v in _SPLIT_SETTINGS.items()}
+        made_with = {k: settings.get(k) for k in _SPLIT_SETTINGS}
         if "photo_suffix" not in settings:  # written before the option: the default
             made_with["photo_suffix"] = PHOTO_SUFFIX
         if str(made_with["photo_suffix"]).lower() in ("none", "null", ""):
@@ -158,7 +157,7 @@ def check_generated_splits(specs: Mapping[str, SourceSpec]) -> None:
         differ = [
             f"{k} {made_with[k]!r} there vs {wanted[k]!r} here"
             for k in _SPLIT_SETTINGS
-            if not _same(made_with[k], wanted[k])
+            if made_with[k] != wanted[k]  # 30 == 30.0: numbers compare by value
         ]
         if settings.get("split", "train") != "train":
             differ.insert(0, f"it holds the {settings.get('split')!r} split's faces")
@@ -170,9 +169,3 @@ def check_generated_splits(specs: Mapping[str, SourceSpec]) -> None:
                 f"with the same split (tools.profile_faces --val-fraction/--split-seed/--photo-suffix/"
                 f"--turned-to-val) or drop it (data.sources.{name}.weight=0)",
             )  # fmt: skip
-
-
-def _same(a: object, b: object) -> bool:
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return float(a) == float(b)
-    return a == b

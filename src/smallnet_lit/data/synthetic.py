@@ -82,7 +82,9 @@ def render_face(
     shade = tuple(int(c) for c in (skin * rng.uniform(0.5, 0.85)))
     cv2.polylines(img, [_fp(proj[PARTS["contour"]])], False, shade, 2, cv2.LINE_AA, _SUBPIXEL_BITS)
     if rng.random() < 0.6:  # hair
-        hair = np.concatenate([((forehead @ rot.T)[:, :2] * scale + centre), proj[[32, 0]]])
+        hair = np.concatenate(
+            [((forehead @ rot.T)[:, :2] * scale + centre), proj[[PARTS["contour"][-1], PARTS["contour"][0]]]]
+        )
         cv2.fillPoly(img, [_fp(hair[:14])], _colour(rng, 0, 120), cv2.LINE_AA, _SUBPIXEL_BITS)
 
     brow = _colour(rng, 0, 90)

@@ -35,7 +35,7 @@ class Throughput(L.Callback):
         self.step_s = self.wait_s = 0.0
         self.utilisation: list[float] = []
         self._last_end: float | None = None
-        self._epoch_step = 0
+        self._epoch_step, self._start, self._measuring = 0, 0.0, False
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_end, self._epoch_step = None, 0  # the epoch's first fetch starts the workers
@@ -103,12 +103,8 @@ class Throughput(L.Callback):
             report["data_wait_ms"], 100 * report["data_wait_share"],
             "the loader keeps up" if report["loader_keeps_up"] else "the loader holds training back",
             f"; GPU busy {report['gpu_utilisation_pct']}%, peak {report['peak_memory_gb']} GB"
-            if device_is_cuda(pl_module) else "",
+            if pl_module.device.type == "cuda" else "",
         )  # fmt: skip
-
-
-def device_is_cuda(pl_module: L.LightningModule) -> bool:
-    return pl_module.device.type == "cuda"
 
 
 def gpu_utilisation(device: torch.device) -> float | None:
