@@ -258,3 +258,14 @@ def test_channels_last_computes_the_same_loss_and_gradients():
         losses.append(loss.item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     torch.testing.assert_close(plain.net.head.weight.grad, nhwc.net.head.weight.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_bench_speed_reads_an_architecture_as_hydra_writes_it():
+    from smallnet_lit.tools.bench_speed import parse_arch
+
+    base = SmallNet(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1]).config
+    for widths in ("[16,32,32]", "16,32,32"):
+        arch = parse_arch([f"widths={widths}", "block=dw", "reparam=true"], base)
+        assert (arch["widths"], arch["block"], arch["reparam"]) == ([16, 32, 32], "dw", True)
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse_arch(["widht=8"], base)

@@ -144,6 +144,8 @@ def test_ibug_split_is_by_photo_seeded_and_complete(ibug_root):
     assert [r.key for r in IbugFaces(ibug_root, split="val", **kw).records] == [r.key for r in val.records]
     for r in val.records:  # both faces of a photo on the same side
         assert r.key.replace("_1.", "_2.") in {v.key for v in val.records} | {r.key}
+    # logs and cache keys name the folder read (a YouTube Faces folder was logged as "300w-train")
+    assert (train.name, IbugFaces(ibug_root, name="mine").name) == (f"{ibug_root.name}-train", "mine-all")
 
 
 def test_ibug_include_exclude_globs(ibug_root):

@@ -16,6 +16,10 @@ EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*
 # Recipes of earlier runs that the sweep scripts name (composed, not trained, here).
 ARCHIVED = sorted(f"archive/{p.stem}" for p in (Path(config_dir()) / "experiment" / "archive").glob("*.yaml"))
 
+# A training run that only has to work (not learn): the synthetic set's 4,000 faces took a
+# minute and more a run.
+ONE_SHORT_EPOCH = ["trainer.max_epochs=1", "data.train.num_faces=64", "data.val.num_faces=16", "test=false"]
+
 
 def data_overrides(experiment: str, tmp_path: Path) -> list[str]:
     """Point experiments that read files at generated data of their format (read from the
@@ -145,6 +149,7 @@ def test_short_training_lowers_nme_and_checkpoint_reloads_identically(make_cfg, 
             "model.optimizer.lr=0",
             "model.optimizer.weight_decay=0",
             f"init_from={ckpt}",
+            "data.train.num_faces=16",
             "data.val.num_faces=64",
             "trainer.max_epochs=1",
             "model.net.widths=[16,32,32]",
@@ -346,7 +351,7 @@ def test_neighbour_regression_trains_reloads_and_exports(make_cfg, tmp_path):
 
     from smallnet_lit.inference.deploy import Deployable, export_onnx
 
-    cfg = make_cfg(["model.net.neighbours=4", "model.loss.neighbour_weight=0.5", "trainer.max_epochs=1", "test=false"])
+    cfg = make_cfg(["model.net.neighbours=4", "model.loss.neighbour_weight=0.5", *ONE_SHORT_EPOCH])
     train(cfg)
     header = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "train/loss_neighbours" in header
@@ -365,7 +370,7 @@ def test_finer_head_grid_trains_reloads_and_exports(make_cfg, tmp_path):
 
     from smallnet_lit.inference.deploy import Deployable, export_onnx, export_onnx_int8, export_torchscript
 
-    cfg = make_cfg(["model.net.head_stride=4", "trainer.max_epochs=1", "test=false"])
+    cfg = make_cfg(["model.net.head_stride=4", *ONE_SHORT_EPOCH])
     train(cfg)
     net = load_model(str(tmp_path / "run" / "checkpoints" / "last.ckpt")).net.eval()
     assert net.stride == 4 and net.grid_size == 16  # 64 px input, three stages: stride 8 by default

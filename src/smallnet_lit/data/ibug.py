@@ -111,7 +111,7 @@ class IbugFaces(AnnotatedFaces):
         on_bad_sample: str = "error",
         cache: CacheConfig | dict | None = None,
         photo_suffix: str | None = PHOTO_SUFFIX,
-        name: str = "300w",
+        name: str | None = None,
         turned_to_val: float | None = None,
         mean_face: str | Path | None = None,
     ) -> None:
@@ -124,6 +124,7 @@ class IbugFaces(AnnotatedFaces):
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if not os.access(root, os.R_OK | os.X_OK):
             raise PermissionError(f"{root}: the folder cannot be read (permission denied)")
+        name = name or root.resolve().name  # logs and cache keys name the folder read
         problems = ProblemLog(f"{name} {split} ({root})", on_bad_sample)
         turned = (
             _turned_groups(root, photo_suffix, turned_to_val, mean_face) if turned_to_val and split != "all" else set()

@@ -142,7 +142,8 @@ def parse_arch(items: list[str], base: dict) -> dict:
         if not sep or key not in base:
             raise SystemExit(f"--arch {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(base))}")
         if key in ("widths", "depths"):
-            arch[key] = [int(v) for v in value.split(",")]
+            # 16,32,64,128 or Hydra's [16,32,64,128]
+            arch[key] = [int(v) for v in value.strip("[]").split(",")]
         elif key in ("block", "pool", "decode"):
             arch[key] = value
         elif key in ("reparam", "norm"):
