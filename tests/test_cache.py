@@ -84,3 +84,28 @@ def test_the_cache_size_limit_is_a_config_key():
     with initialize_config_dir(config_dir(), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["+experiment=faces68", "data.cache.max_gb=5"])
     assert cfg.data.cache.max_gb == 5
+
+
+def test_pruning_survives_files_that_vanish_while_it_counts(tmp_path, monkeypatch):
+    """Runs beside this one exit (their leases go) while it sums the cache sizes: a listed
+    file that is gone by its stat counts 0 instead of failing the run (seen as a rare
+    failure of the parallel test suite)."""
+    from smallnet_lit.data import cache
+
+    for name in ("old", "new"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "index.json").write_text("{}")
+        (tmp_path / name / "faces.bin").write_bytes(b"x" * 1000)
+    listed = Path.iterdir
+
+    def listed_then_gone(self):
+        yield from listed(self)
+        yield self / f"{cache.LEASE_MARK}999999"  # its run exited between listing and stat
+
+    checked = Path.is_file
+    monkeypatch.setattr(Path, "iterdir", listed_then_gone)
+    monkeypatch.setattr(Path, "is_file", lambda self: self.name.endswith("999999") or checked(self))
+    cache._prune(tmp_path, max_gb=1.5e-6, keep=tmp_path / "new")
+    assert not (tmp_path / "old").exists() and (tmp_path / "new").is_dir()
+    # a pruned cache is not leased (open_cache builds it again)
+    assert cache._lease_existing(tmp_path / "old") is False

@@ -63,15 +63,31 @@ def open_cache(cache: CacheConfig, name: str, records: list[FaceRecord], check_o
     """The crop cache of these records (built, with `check_on_image` run on each decoded photo,
     when there is none), leased by this process; the least recently used others pruned."""
     folder = Path(cache.dir) / f"{name}-{cache_key(records, cache)}"
-    if not (folder / "index.json").is_file():
+    if _lease_existing(folder):
+        os.utime(folder / "index.json")  # recently used: pruned last
+    else:
         _remove_stale_temps(folder.parent)
         _build_cache(folder, records, cache, check_on_image, name)
-        _take_lease(folder)
+        if not _lease_existing(folder):  # pruned by another run between build and lease: once more
+            _build_cache(folder, records, cache, check_on_image, name)
+            _take_lease(folder)
         _prune(folder.parent, cache.max_gb, keep=folder)
-    else:
-        _take_lease(folder)
-        os.utime(folder / "index.json")  # recently used: pruned last
     return CropCache(folder)
+
+
+def _lease_existing(folder: Path) -> bool:
+    """Lease the cache if it is complete; False if there is none (or another run's pruning
+    took it before the lease)."""
+    if not (folder / "index.json").is_file():
+        return False
+    try:
+        _take_lease(folder)
+    except FileNotFoundError:
+        return False
+    if (folder / "index.json").is_file():
+        return True
+    _drop_lease(folder)
+    return False
 
 
 def _margin_square(rec: FaceRecord, margin: float) -> tuple[np.ndarray, float]:
@@ -162,7 +178,29 @@ def pid_alive(pid: int) -> bool:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    """Bytes of the files in `folder`; files (leases) or the folder that vanish meanwhile,
+    as other runs exit or prune, count 0."""
+    total = 0
+    try:
+        for f in folder.iterdir():
+            total += _size_or_zero(f)
+    except FileNotFoundError:
+        pass
+    return total
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except FileNotFoundError:
+        return 0
+
+
+def _last_used(cache: Path) -> float:
+    try:
+        return (cache / "index.json").stat().st_mtime
+    except FileNotFoundError:  # pruned by another run meanwhile
+        return float("inf")
 
 
 LEASE_MARK = "in-use."
@@ -174,6 +212,10 @@ def _take_lease(folder: Path) -> None:
     lease = folder / f"{LEASE_MARK}{os.getpid()}"
     lease.touch()
     atexit.register(lambda: lease.unlink(missing_ok=True))
+
+
+def _drop_lease(folder: Path) -> None:
+    (folder / f"{LEASE_MARK}{os.getpid()}").unlink(missing_ok=True)
 
 
 def _in_use(folder: Path) -> bool:
@@ -188,8 +230,9 @@ def _in_use(folder: Path) -> bool:
 def _prune(cache_dir: Path, max_gb: float, keep: Path) -> None:
     """Delete the least recently used caches until the folder fits in `max_gb`, except the
     ones that a running process reads; log its size."""
+    # Other runs read, build, lease and prune beside this one: anything may vanish meanwhile.
     caches = [d for d in cache_dir.iterdir() if (d / "index.json").is_file()]
-    caches.sort(key=lambda d: (d / "index.json").stat().st_mtime)
+    caches.sort(key=_last_used)
     sizes = {d: _folder_bytes(d) for d in caches}
     total = sum(sizes.values())
     for d in caches:
