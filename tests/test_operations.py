@@ -176,6 +176,11 @@ def test_two_sweeps_share_one_study_and_a_study_resumes(tmp_path):
              f"hydra.sweep.dir={tmp_path / 'resumed'}"], cwd=tmp_path)  # fmt: skip
     assert len([t for t in optuna_study(storage).trials if t.state.name == "COMPLETE"]) == 5
     assert sum(p.is_dir() and p.name.isdigit() for p in (tmp_path / "resumed").iterdir()) == 1
+    # a sweep that finds every trial taken launches nothing, and still ends well with its summary
+    # (a sweep started late beside another failed so, in the parallel test suite)
+    run_cli([*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweeper.storage='{storage}'",
+             f"hydra.sweep.dir={tmp_path / 'full'}"], cwd=tmp_path)  # fmt: skip
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["optimization_results.yaml"]
 
 
 @pytest.mark.parametrize(

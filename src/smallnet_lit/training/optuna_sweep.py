@@ -231,7 +231,10 @@ class OptunaSweep:
             best = study.best_trial
             result.update(best_params=best.params, best_value=best.value, best_trial=best.number)
             log.info("best trial %d: %s = %.6f, %s", best.number, self.metric, best.value, best.params)
-        OmegaConf.save(OmegaConf.create(result), Path(self.config.hydra.sweep.dir) / "optimization_results.yaml")
+        # A sweep that launched no job (others on the study took every trial) has no folder yet.
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(result), sweep_dir / "optimization_results.yaml")
 
 
 def fail_dead_trials(study: optuna.Study) -> None:
