@@ -23,16 +23,18 @@ profile ../shared/data/lfpw-train lfpw-train --copies 2 --photo-suffix none
 profile ../shared/data/ytf68-train ytf68-train --copies 1 # 2,673 frames: one turned copy each
 
 SPLIT=(data.turned_to_val=30)
-P300W="{root:$PROFILED/300w-train,weight:0.3,train_only:true}"
-PLFPW="{root:$PROFILED/lfpw-train,weight:0.3,train_only:true,photo_suffix:null}"
-PYTF="{root:$PROFILED/ytf68-train,weight:0.1,train_only:true}"
+source_at() { # source_at NAME FOLDER WEIGHT [EXTRA]: a train-only profiled source as an override
+  echo "+data.sources.$1={root:$PROFILED/$2,weight:$3,train_only:true$4}"
+}
 WARM=(init_from=smallnet_300w trainer.max_epochs=40 model.optimizer.lr=0.0005 "${SPLIT[@]}")
 run W0 +experiment=faces68 "${WARM[@]}"
-run W3 +experiment=faces68 "${WARM[@]}" "+data.sources.profiled300w=$P300W" "+data.sources.profiledlfpw=$PLFPW"
-run W10 +experiment=faces68 "${WARM[@]}" "+data.sources.profiled300w=${P300W/0.3/1.0}" \
-  "+data.sources.profiledlfpw=${PLFPW/0.3/1.0}"
+run W3 +experiment=faces68 "${WARM[@]}" "$(source_at profiled300w 300w-train 0.3)" \
+  "$(source_at profiledlfpw lfpw-train 0.3 ,photo_suffix:null)"
+run W10 +experiment=faces68 "${WARM[@]}" "$(source_at profiled300w 300w-train 1.0)" \
+  "$(source_at profiledlfpw lfpw-train 1.0 ,photo_suffix:null)"
 SCRATCH=(model.distill=null "${SPLIT[@]}")
-ALL_PROFILED=("+data.sources.profiled300w=$P300W" "+data.sources.profiledlfpw=$PLFPW" "+data.sources.profiledytf=$PYTF")
+ALL_PROFILED=("$(source_at profiled300w 300w-train 0.3)" "$(source_at profiledlfpw lfpw-train 0.3 ,photo_suffix:null)"
+  "$(source_at profiledytf ytf68-train 0.1)")
 run S0 +experiment=faces68_rep "${SCRATCH[@]}"
 run S3 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}"
 run SF3 +experiment=faces68_rep_fast "${SCRATCH[@]}" "${ALL_PROFILED[@]}"

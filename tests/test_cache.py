@@ -88,8 +88,7 @@ def test_the_cache_size_limit_is_a_config_key():
 
 def test_pruning_survives_files_that_vanish_while_it_counts(tmp_path, monkeypatch):
     """Runs beside this one exit (their leases go) while it sums the cache sizes: a listed
-    file that is gone by its stat counts 0 instead of failing the run (seen as a rare
-    failure of the parallel test suite)."""
+    file that is gone by its stat counts 0 instead of failing the run."""
     from smallnet_lit.data import cache
 
     for name in ("old", "new"):
@@ -107,5 +106,4 @@ def test_pruning_survives_files_that_vanish_while_it_counts(tmp_path, monkeypatc
     monkeypatch.setattr(Path, "is_file", lambda self: self.name.endswith("999999") or checked(self))
     cache._prune(tmp_path, max_gb=1.5e-6, keep=tmp_path / "new")
     assert not (tmp_path / "old").exists() and (tmp_path / "new").is_dir()
-    # a pruned cache is not leased (open_cache builds it again)
-    assert cache._lease_existing(tmp_path / "old") is False
+    assert cache._lease_existing(tmp_path / "old") is False  # pruned: open_cache builds it again

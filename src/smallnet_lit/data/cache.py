@@ -63,15 +63,15 @@ def open_cache(cache: CacheConfig, name: str, records: list[FaceRecord], check_o
     """The crop cache of these records (built, with `check_on_image` run on each decoded photo,
     when there is none), leased by this process; the least recently used others pruned."""
     folder = Path(cache.dir) / f"{name}-{cache_key(records, cache)}"
-    if _lease_existing(folder):
-        os.utime(folder / "index.json")  # recently used: pruned last
-    else:
+    built = False
+    while not _lease_existing(folder):  # built anew if another run's pruning took it before our lease
         _remove_stale_temps(folder.parent)
         _build_cache(folder, records, cache, check_on_image, name)
-        if not _lease_existing(folder):  # pruned by another run between build and lease: once more
-            _build_cache(folder, records, cache, check_on_image, name)
-            _take_lease(folder)
+        built = True
+    if built:
         _prune(folder.parent, cache.max_gb, keep=folder)
+    else:
+        os.utime(folder / "index.json")  # recently used: pruned last
     return CropCache(folder)
 
 
