@@ -7,37 +7,54 @@
 #   S0 / S3:       the 0.10-GMAC net of faces68_rep from scratch, no teacher (the shipped ones saw
 #                  the held-out faces), 120 epochs, without / with profiled 300-W, LFPW (0.3) and
 #                  YouTube Faces (0.1, as the real frames) faces; SF3: S3 at 0.048 GMACs
+#   T96 / V64 / T64: S3's recipe on nets that spend their MACs on depth and width at a smaller
+#                  input (2026-12-02, third session): 96 px 24-48-96-160 2-3-4-2 (0.101 GMACs),
+#                  faces68's 32-64-128-224 3-4-4-2 at 64 px (0.099), 64 px 24-48-96-168 2-3-4-2
+#                  (0.046, faces68_small_fast); T64NP: T64 with faces turned in yaw only (--pitch 0)
 # then the final epoch of each on the three validations of the table, and the paired intervals.
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
 set -euo pipefail
 OUT=$1
 PROFILED=${2:-$OUT/profiled}
 source "$(dirname "$0")/lib.sh" # run NAME OVERRIDES...
-profile() { # profile SOURCE NAME ARGS...: the training faces of the turned_to_val=30 split, once
-  local source=$1 name=$2; shift 2
-  [[ -f "$PROFILED/$name/profiling.json" ]] && return
-  python -m smallnet_lit.tools.profile_faces "$source" "$PROFILED/$name" --turned-to-val 30 "$@"
+profile_all() { # profile_all DIR ARGS...: the training faces of the turned_to_val=30 split, once
+  local dir=$1 source name copies; shift
+  for source in 300w-train:2 lfpw-train:2 ytf68-train:1; do # 2,673 YouTube Faces frames: one turned copy each
+    name=${source%:*} copies=${source#*:}
+    [[ -f "$dir/$name/profiling.json" ]] && continue
+    python -m smallnet_lit.tools.profile_faces "../shared/data/$name" "$dir/$name" --turned-to-val 30 \
+      --copies "$copies" $([[ $name == lfpw-train ]] && echo --photo-suffix none) "$@"
+  done
 }
-profile ../shared/data/300w-train 300w-train --copies 2
-profile ../shared/data/lfpw-train lfpw-train --copies 2 --photo-suffix none
-profile ../shared/data/ytf68-train ytf68-train --copies 1 # 2,673 frames: one turned copy each
+profile_all "$PROFILED"
+profile_all "$PROFILED-nopitch" --pitch 0
 
 SPLIT=(data.turned_to_val=30)
 source_at() { # source_at NAME FOLDER WEIGHT [EXTRA]: a train-only profiled source as an override
-  echo "+data.sources.$1={root:$PROFILED/$2,weight:$3,train_only:true$4}"
+  echo "+data.sources.$1={root:$2,weight:$3,train_only:true${4-}}"
 }
 WARM=(init_from=smallnet_300w trainer.max_epochs=40 model.optimizer.lr=0.0005 "${SPLIT[@]}")
 run W0 +experiment=faces68 "${WARM[@]}"
-run W3 +experiment=faces68 "${WARM[@]}" "$(source_at profiled300w 300w-train 0.3)" \
-  "$(source_at profiledlfpw lfpw-train 0.3 ,photo_suffix:null)"
-run W10 +experiment=faces68 "${WARM[@]}" "$(source_at profiled300w 300w-train 1.0)" \
-  "$(source_at profiledlfpw lfpw-train 1.0 ,photo_suffix:null)"
+run W3 +experiment=faces68 "${WARM[@]}" "$(source_at profiled300w "$PROFILED/300w-train" 0.3)" \
+  "$(source_at profiledlfpw "$PROFILED/lfpw-train" 0.3 ,photo_suffix:null)"
+run W10 +experiment=faces68 "${WARM[@]}" "$(source_at profiled300w "$PROFILED/300w-train" 1.0)" \
+  "$(source_at profiledlfpw "$PROFILED/lfpw-train" 1.0 ,photo_suffix:null)"
 SCRATCH=(model.distill=null "${SPLIT[@]}")
-ALL_PROFILED=("$(source_at profiled300w 300w-train 0.3)" "$(source_at profiledlfpw lfpw-train 0.3 ,photo_suffix:null)"
-  "$(source_at profiledytf ytf68-train 0.1)")
+all_profiled() { # all_profiled DIR: S3's three profiled sources from DIR, one override each
+  source_at profiled300w "$1/300w-train" 0.3
+  source_at profiledlfpw "$1/lfpw-train" 0.3 ,photo_suffix:null
+  source_at profiledytf "$1/ytf68-train" 0.1
+}
+mapfile -t ALL_PROFILED < <(all_profiled "$PROFILED")
+mapfile -t ALL_NOPITCH < <(all_profiled "$PROFILED-nopitch")
 run S0 +experiment=faces68_rep "${SCRATCH[@]}"
 run S3 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}"
 run SF3 +experiment=faces68_rep_fast "${SCRATCH[@]}" "${ALL_PROFILED[@]}"
+net() { echo "model.net.input_size=$1" "model.net.widths=$2" "model.net.depths=$3"; }
+run T96 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 96 [24,48,96,160] [2,3,4,2])
+run V64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [32,64,128,224] [3,4,4,2])
+run T64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,168] [2,3,4,2])
+run T64NP +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_NOPITCH[@]}" $(net 64 [24,48,96,168] [2,3,4,2])
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -53,3 +70,9 @@ done
 # Profiled against not, face by face on the turned faces (paired bootstrap intervals)
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
+# Small input against the 128-px net of the same cost; pitch turns against yaw only
+for pair in "T96 S3" "T64 SF3" "T64NP T64"; do
+  set -- $pair
+  for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
+  python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30
+done

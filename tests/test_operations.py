@@ -345,6 +345,37 @@ def test_sweep_scripts_parse_and_skip_finished_runs(tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "skip A (done)"
 
 
+def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
+    """sweeps/turned_faces.sh, run with a stand-in `python` that only records its arguments:
+    every training command composes, and each profiled run gets its profiled folders (a helper
+    that failed inside $(...) once dropped them silently, and the runs trained without them)."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python").write_text('#!/bin/bash\nprintf "%s\\0" "$@" >> "$CALLS"; printf "\\n" >> "$CALLS"\n')
+    (shim / "python").chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls)}
+    out = subprocess.run(
+        ["bash", str(ROOT / "sweeps" / "turned_faces.sh"), str(tmp_path / "out"), str(tmp_path / "prof")],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    commands = [line.strip("\0").split("\0") for line in calls.read_text().splitlines()]
+    trains = {}
+    for c in commands:
+        if c[:2] == ["-m", "smallnet_lit.train"]:
+            run_dir = next(a for a in c if a.startswith("hydra.run.dir="))
+            trains[Path(run_dir.split("=", 1)[1]).name] = [a for a in c[2:] if not a.startswith(("hydra.", "trainer."))]
+    assert {"W0", "W3", "S0", "S3", "SF3", "T96", "V64", "T64", "T64NP"} <= set(trains)
+    for name, overrides in trains.items():
+        sources = make_cfg(overrides, tiny=False).data.sources
+        profiled = {k: Path(v.root) for k, v in sources.items() if k.startswith("profiled")}
+        expected = {"W0": 0, "S0": 0, "W3": 2, "W10": 2}.get(name, 3)
+        assert len(profiled) == expected, (name, profiled)
+        folder = "prof-nopitch" if name == "T64NP" else "prof"
+        assert all(root.parent == tmp_path / folder for root in profiled.values()), (name, profiled)
+
+
 def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, capsys):
     header = "epoch,step,train/loss,val/nme,val/fr,val/auc\n"
     done = tmp_path / "sweep" / "0"
