@@ -423,3 +423,21 @@ def test_efficient_grid_stays_at_pfld_ghostones_cost(make_cfg):
         costs.append(count_macs(model_from(cfg.model, cfg.data.scheme).net))
         assert costs[-1] <= 0.10e9, overrides
     assert len(costs) == 16 and min(costs) <= 0.05e9
+
+
+@pytest.mark.parametrize(("experiment", "budget"), [("faces68_small", 0.10e9), ("faces68_small_fast", 0.05e9)])
+def test_small_input_candidates_fit_their_budgets(make_cfg, experiment, budget):
+    """The small-input candidates (issue "Small again": <= 0.10 and <= 0.05 GMACs) stay within
+    their budgets, train from scratch (no teacher) on the turned-face split with all three
+    profiled sources, and deploy as a plain stack."""
+    from smallnet_lit.model.net import count_macs
+    from smallnet_lit.training.instantiate import model_from
+
+    cfg = make_cfg([f"+experiment={experiment}"], tiny=False)
+    net = model_from(cfg.model, cfg.data.scheme).net
+    assert count_macs(net) <= budget
+    assert cfg.model.distill is None and cfg.data.turned_to_val == 30
+    profiled = {name: s for name, s in cfg.data.sources.items() if name.startswith("profiled")}
+    assert set(profiled) == {"profiled300w", "profiledlfpw", "profiledytf"}
+    assert all(s.train_only for s in profiled.values())
+    assert not net.deployed().reparam
