@@ -10,19 +10,13 @@ import pytest
 
 from smallnet_lit.data.ibug import IbugFaces
 from smallnet_lit.data.profiling import FaceLeavesPhoto, ProfilingError, fit_pose, load_mean_face, profile_face
-from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
-from smallnet_lit.model.shapes import template_3d
 from smallnet_lit.tools.profile_faces import main as profile_main
-from tests.helpers.faces import SHARED_DATA, write_ibug
+from tests.helpers.faces import SHARED_DATA, write_ibug, write_mean_face
 
 
 @pytest.fixture
 def mean_face_file(tmp_path):
-    face = template_3d()[WFLW98_TO_IBUG68] / 2  # template: half eye distances, y down
-    face[:, 1] *= -1  # the file's convention: y up
-    path = tmp_path / "mean_face_68.txt"
-    np.savetxt(path, face)
-    return path
+    return write_mean_face(tmp_path / "mean_face_68.txt")
 
 
 def _project(face, yaw, pitch=0.0, scale=60.0, centre=(100.0, 110.0)):

@@ -25,7 +25,7 @@ def data_overrides(experiment: str, tmp_path: Path) -> list[str]:
     """Point experiments that read files at generated data of their format (read from the
     composed config: its data reader and sources)."""
     from tests.conftest import compose_config
-    from tests.helpers.faces import write_wflw
+    from tests.helpers.faces import write_mean_face, write_wflw
 
     cfg = compose_config("train", [f"+experiment={experiment}"], tmp_path / "compose")
     reader = cfg.data.get("train", {}).get("_target_", "")
@@ -36,6 +36,8 @@ def data_overrides(experiment: str, tmp_path: Path) -> list[str]:
         for name, source in cfg.data.sources.items():
             root = write_ibug(tmp_path / name, 6, 2)
             overrides += [f"data.sources.{name}.root={root}"]
+            if source.get("mean_face"):  # head poses (data.turned_to_val) from a generated mean face
+                overrides += [f"data.sources.{name}.mean_face={write_mean_face(tmp_path / 'mean_face_68.txt')}"]
             overrides += [] if source.get("train_only") else [f"data.sources.{name}.val_fraction=0.3"]
         # the teacher of a distilled experiment is a trained model: tested in test_sources.py
         return overrides + (["model.distill=null"] if cfg.model.get("distill") else [])

@@ -10,6 +10,7 @@ import numpy as np
 
 from smallnet_lit.data.synthetic import render_face
 from smallnet_lit.model.landmarks import WFLW98_TO_IBUG68
+from smallnet_lit.model.shapes import template_3d
 
 # ../shared/data beside the checkout; tests marked `shared_data` are skipped without it.
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -32,6 +33,16 @@ def write_wflw(root: Path, n_train: int = 12, n_test: int = 8, size: int = 160) 
             lines.append(" ".join(fields))
         (ann_dir / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def write_mean_face(path: Path) -> Path:
+    """A mean 3D 68-point face file (the format of ../shared/data/3d) made from the synthetic
+    renderer's template, so tests that fit head poses need no shared data."""
+    face = template_3d()[WFLW98_TO_IBUG68] / 2  # template: half eye distances, y down
+    face[:, 1] *= -1  # the file's convention: y up
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(path, face)
+    return path
 
 
 def write_pts(path: Path, points: np.ndarray, header: bool = True) -> None:
