@@ -10,7 +10,8 @@
 #   T96 / V64 / T64: S3's recipe on nets that spend their MACs on depth and width at a smaller
 #                  input (2026-12-02, third session): 96 px 24-48-96-160 2-3-4-2 (0.101 GMACs),
 #                  faces68's 32-64-128-224 3-4-4-2 at 64 px (0.099), 64 px 24-48-96-168 2-3-4-2
-#                  (0.046, faces68_small_fast); T64NP: T64 with faces turned in yaw only (--pitch 0)
+#                  (0.046, faces68_small_fast); T64NP: T64 with faces turned in yaw only (--pitch 0);
+#                  T64P: T64 trained without RepVGG branches
 # then the final epoch of each on the three validations of the table, and the paired intervals.
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
 set -euo pipefail
@@ -55,6 +56,7 @@ run T96 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 96 [2
 run V64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [32,64,128,224] [3,4,4,2])
 run T64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,168] [2,3,4,2])
 run T64NP +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_NOPITCH[@]}" $(net 64 [24,48,96,168] [2,3,4,2])
+run T64P +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,168] [2,3,4,2]) model.net.reparam=false
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -71,7 +73,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30
