@@ -366,7 +366,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         if c[:2] == ["-m", "smallnet_lit.train"]:
             run_dir = next(a for a in c if a.startswith("hydra.run.dir="))
             trains[Path(run_dir.split("=", 1)[1]).name] = [a for a in c[2:] if not a.startswith(("hydra.", "trainer."))]
-    assert {"W0", "W3", "S0", "S3", "SF3", "T96", "V64", "T64", "T64NP"} <= set(trains)
+    assert set(trains) == {"W0", "W3", "W10", "S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P"}
     for name, overrides in trains.items():
         sources = make_cfg(overrides, tiny=False).data.sources
         profiled = {k: Path(v.root) for k, v in sources.items() if k.startswith("profiled")}
