@@ -179,7 +179,7 @@ def export_slim(checkpoint: Path, path: Path, decode: str | None = None, error_c
     hparams = {
         k: v
         for k, v in slim["hyper_parameters"].items()
-        if k not in ("optimizer", "scheduler", "distill", "channels_last", "compile")
+        if k not in ("optimizer", "scheduler", "distill", "channels_last", "compile", "quant_aware")
     }
     if decode is not None:  # how the shipped model decodes by default
         hparams["net"] = {**hparams["net"], "decode": decode}

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
 from smallnet_lit.errors import BadInputError
-from smallnet_lit.model import codec
+from smallnet_lit.model import codec, quant
 from smallnet_lit.model.checkpoints import load_net, read_checkpoint, resolve_model
 from smallnet_lit.model.landmarks import get_scheme
 from smallnet_lit.model.loss import DistillLoss, DualLoss
@@ -43,6 +43,7 @@ class LandmarkModule(L.LightningModule):
         compile: bool | str = False,
         error_calibration: dict[str, Any] | None = None,
         protocol: dict[str, float] | None = None,
+        quant_aware: dict[str, Any] | None = None,
     ) -> None:
         """distill: {teacher: checkpoint path or shipped name, or a list of them (an
         ensemble: `codec.mixture` of their maps), cells, offsets, temperature, weight}: add
@@ -56,7 +57,11 @@ class LandmarkModule(L.LightningModule):
         error_calibration: {a, b, ...} of `model.uncertainty.predicted_nme`, fitted by eval on a
         validation split and stored by `smallnet-export --error-calibration`.
         protocol: the crop protocol (crop_scale, pixel_mean, pixel_std: checkpoints.model_protocol)
-        that prediction and evaluation reproduce; train.py records the data's."""
+        that prediction and evaluation reproduce; train.py records the data's.
+        quant_aware: {weight_bits: 7, momentum: 0.01}: quantization-aware fine-tuning
+        (`model.quant`): while fitting, every conv but the head computes as the int8 export
+        does, so validation reports int8-like NME and the weights learn to round well. Needs
+        the deployed net (`net.reparam` false; init_from a RepVGG checkpoint folds it)."""
         super().__init__()
         self.save_hyperparameters()
         self.scheme = get_scheme(scheme)
@@ -82,6 +87,12 @@ class LandmarkModule(L.LightningModule):
         self.test_metrics = FaceAlignmentMetrics(corners, fr_threshold, attribute_names=tuple(attribute_names))
         self.val_nme_best = MinMetric()
         self._forward_maps = self.net.forward_maps  # torch.compile'd in on_fit_start when asked
+        if quant_aware is not None and (self.net.reparam or net.get("norm")):
+            raise ValueError(
+                "model.quant_aware needs the deployed net: set model.net.reparam=false "
+                "model.net.norm=false and start from the trained checkpoint with init_from=CKPT "
+                "(its RepVGG branches are folded)"
+            )
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Points (B, K, 2) and sigma (B, K), in input pixels."""
@@ -113,6 +124,10 @@ class LandmarkModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.hparams.get("channels_last"):
             self.net.to(memory_format=torch.channels_last)
+        if (qat := self.hparams.get("quant_aware")) is not None:
+            # only while fitting: eval and prediction of the checkpoint run the float net
+            count = quant.attach(self.net, **qat)
+            rank_zero_info(f"quantization-aware: {count} convs compute as the int8 export does ({dict(qat)})")
         if backend := self.hparams.get("compile"):
             backend = "inductor" if backend is True else str(backend)
             self._forward_maps = torch.compile(self.net.forward_maps, backend=backend)
@@ -128,6 +143,9 @@ class LandmarkModule(L.LightningModule):
                     teacher.to(memory_format=torch.channels_last)
                 self._teachers.append(teacher)
             rank_zero_info(f"distilling from {', '.join(map(str, names))} (weight {self.distill_weight:g})")
+
+    def on_fit_end(self) -> None:
+        quant.detach(self.net)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         total, _ = self._shared_step(batch, "train")
