@@ -11,6 +11,7 @@ from smallnet_lit.model.net import SmallNet
 from smallnet_lit.train import start_from, train
 from smallnet_lit.training.instantiate import model_from
 from tests.test_net import _trained_batchnorm
+from tests.test_train import ONE_SHORT_EPOCH
 
 KWARGS = dict(num_points=68, input_size=64, widths=[8, 16, 24], depths=[2, 2, 1], decode="soft")
 
@@ -79,7 +80,7 @@ def test_fake_quantization_passes_gradients_and_refuses_nets_not_deployed():
 def test_init_from_folds_a_repvgg_checkpoint_for_quantization_aware_fine_tuning(make_cfg, tmp_path):
     """`init_from=REPVGG.ckpt model.net.reparam=false model.net.norm=false` starts from the
     folded weights (same outputs), and a quantization-aware run trains and saves a plain checkpoint."""
-    rep = make_cfg(["model.net.reparam=true", "model.net.norm=true", "trainer.max_epochs=1", "test=false"])
+    rep = make_cfg(["model.net.reparam=true", "model.net.norm=true", *ONE_SHORT_EPOCH])
     with open_dict(rep):
         rep.paths.output_dir = str(tmp_path / "rep")
     train(rep)
@@ -91,8 +92,7 @@ def test_init_from_folds_a_repvgg_checkpoint_for_quantization_aware_fine_tuning(
             "model.net.norm=false",
             f"init_from={ckpt}",
             "model.quant_aware={weight_bits:7}",
-            "trainer.max_epochs=1",
-            "test=false",
+            *ONE_SHORT_EPOCH,
         ]
     )
     model = model_from(cfg.model, "wflw98")
