@@ -14,6 +14,7 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
+from smallnet_lit.model.checkpoints import network_difference
 from smallnet_lit.tools.compare import collect_local
 from smallnet_lit.tools.compare import main as compare_main
 from tests.conftest import TINY
@@ -366,7 +367,14 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         if c[:2] == ["-m", "smallnet_lit.train"]:
             run_dir = next(a for a in c if a.startswith("hydra.run.dir="))
             trains[Path(run_dir.split("=", 1)[1]).name] = [a for a in c[2:] if not a.startswith(("hydra.", "trainer."))]
-    assert set(trains) == {"W0", "W3", "W10", "S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P"}
+    assert set(trains) == {"W0", "W3", "W10", "S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P"} | {
+        "H96",
+        "H64",
+        "H64R",
+        "Q64",
+        "QH64",
+        "QH96",
+    }
     for name, overrides in trains.items():
         sources = make_cfg(overrides, tiny=False).data.sources
         profiled = {k: Path(v.root) for k, v in sources.items() if k.startswith("profiled")}
@@ -374,6 +382,13 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         assert len(profiled) == expected, (name, profiled)
         folder = "prof-nopitch" if name == "T64NP" else "prof"
         assert all(root.parent == tmp_path / folder for root in profiled.values()), (name, profiled)
+    # Restarts and quantization-aware runs start from the sweep's run of the same network.
+    for name, start in {"H64R": "H64", "Q64": "T64", "QH64": "H64", "QH96": "H96"}.items():
+        cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
+        assert cfg.init_from == str(tmp_path / "out" / start / "checkpoints" / "last.ckpt")
+        deployed = {"reparam": False, "norm": False} if name.startswith("Q") else {}
+        assert not network_difference({**origin.model.net, **deployed}, {**cfg.model.net}), name
+        assert (cfg.model.quant_aware is not None) == name.startswith("Q")
 
 
 def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, capsys):
