@@ -14,8 +14,8 @@
 #                  T64P: T64 trained without RepVGG branches
 #   H96 / H64:     the head grid at stride 8 at small inputs (2026-12-02, fourth session): 96 px
 #                  24-48-96-160 2-3-3-2 (12x12 cells, 0.098 GMACs), 64 px 24-48-96-144 2-3-4-2 (8x8,
-#                  0.048, faces68_small_fast); H64R: H64 restarted, 60 epochs from lr 0.0005
-#   Q64 / QH64 / QH96: T64, H64, H96 folded and fine-tuned quantization-aware for their int8 export
+#                  0.048, faces68_small_fast); H64R / H96R: restarted, 60 epochs from lr 0.0005
+#   Q64 / QH64 / QH64R: T64, H64, H64R folded and fine-tuned quantization-aware for their int8 export
 # then the final epoch of each on the three validations of the table, and the paired intervals
 # (the Q runs are for int8: python -m smallnet_lit.tools.int8_check, docs/speed.md).
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
@@ -64,6 +64,8 @@ run T64NP +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_NOPITCH[@]}" $(net 64 [
 run T64P +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,168] [2,3,4,2]) model.net.reparam=false
 run H96 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 96 [24,48,96,160] [2,3,3,2]) model.net.head_stride=8
 run H64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,144] [2,3,4,2]) model.net.head_stride=8
+run H96R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 96 [24,48,96,160] [2,3,3,2]) model.net.head_stride=8 \
+  init_from="$OUT/H96/checkpoints/last.ckpt" trainer.max_epochs=60 model.optimizer.lr=0.0005
 run H64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,144] [2,3,4,2]) model.net.head_stride=8 \
   init_from="$OUT/H64/checkpoints/last.ckpt" trainer.max_epochs=60 model.optimizer.lr=0.0005
 QAT=(model.net.reparam=false model.net.norm=false "model.quant_aware={weight_bits:7}" trainer.max_epochs=15 model.optimizer.lr=0.00003)
@@ -71,8 +73,8 @@ run Q64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [2
   init_from="$OUT/T64/checkpoints/last.ckpt" "${QAT[@]}"
 run QH64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,144] [2,3,4,2]) model.net.head_stride=8 \
   init_from="$OUT/H64/checkpoints/last.ckpt" "${QAT[@]}"
-run QH96 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 96 [24,48,96,160] [2,3,3,2]) model.net.head_stride=8 \
-  init_from="$OUT/H96/checkpoints/last.ckpt" "${QAT[@]}"
+run QH64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,144] [2,3,4,2]) model.net.head_stride=8 \
+  init_from="$OUT/H64R/checkpoints/last.ckpt" "${QAT[@]}"
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -89,7 +91,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H64R H64"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30
