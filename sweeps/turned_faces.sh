@@ -15,7 +15,8 @@
 #   H96 / H64:     the head grid at stride 8 at small inputs (2026-12-02, fourth session): 96 px
 #                  24-48-96-160 2-3-3-2 (12x12 cells, 0.098 GMACs), 64 px 24-48-96-144 2-3-4-2 (8x8,
 #                  0.048, faces68_small_fast); H64R / H96R: restarted, 60 epochs from lr 0.0005
-#   Q64 / QH64 / QH64R: T64, H64, H64R folded and fine-tuned quantization-aware for their int8 export
+#   Q64 / QH64 / QH64R / QH96R: T64, H64, H64R, H96R folded and fine-tuned quantization-aware for
+#                  their int8 export
 # then the final epoch of each on the three validations of the table, and the paired intervals
 # (the Q runs are for int8: python -m smallnet_lit.tools.int8_check, docs/speed.md).
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
@@ -75,6 +76,8 @@ run QH64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [
   init_from="$OUT/H64/checkpoints/last.ckpt" "${QAT[@]}"
 run QH64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,144] [2,3,4,2]) model.net.head_stride=8 \
   init_from="$OUT/H64R/checkpoints/last.ckpt" "${QAT[@]}"
+run QH96R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 96 [24,48,96,160] [2,3,3,2]) model.net.head_stride=8 \
+  init_from="$OUT/H96R/checkpoints/last.ckpt" "${QAT[@]}"
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
