@@ -7,6 +7,7 @@ import torch
 from omegaconf import open_dict
 
 from smallnet_lit.model import quant
+from smallnet_lit.model.checkpoints import load_net
 from smallnet_lit.model.net import SmallNet
 from smallnet_lit.train import start_from, train
 from smallnet_lit.training.instantiate import model_from
@@ -77,6 +78,20 @@ def test_fake_quantization_passes_gradients_and_refuses_nets_not_deployed():
         quant.attach(SmallNet(**KWARGS), weight_bits=4)
 
 
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("{bits:7}", "unknown settings \\['bits'\\]"),
+        ("{weight_bits:4}", "weight_bits must be 7"),
+        ("{momentum:0}", "momentum"),
+    ],
+)
+def test_a_bad_quant_aware_setting_is_refused_when_the_model_is_made(make_cfg, setting, message):
+    cfg = make_cfg(["model.net.norm=false", f"model.quant_aware={setting}"])
+    with pytest.raises(ValueError, match=message):
+        model_from(cfg.model, "wflw98")
+
+
 def test_init_from_folds_a_repvgg_checkpoint_for_quantization_aware_fine_tuning(make_cfg, tmp_path):
     """`init_from=REPVGG.ckpt model.net.reparam=false model.net.norm=false` starts from the
     folded weights (same outputs), and a quantization-aware run trains and saves a plain checkpoint."""
@@ -97,12 +112,11 @@ def test_init_from_folds_a_repvgg_checkpoint_for_quantization_aware_fine_tuning(
     )
     model = model_from(cfg.model, "wflw98")
     start_from(model, str(ckpt))
-    trained = torch.load(ckpt, map_location="cpu", weights_only=False)
-    repvgg = SmallNet(**trained["hyper_parameters"]["net"])
-    repvgg.load_state_dict({k[4:]: v for k, v in trained["state_dict"].items() if k.startswith("net.")})
+    repvgg = load_net(ckpt).net
+    assert repvgg.reparam and not model.net.reparam
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model.net.eval()(x)[0], repvgg.eval()(x)[0], atol=1e-3, rtol=0)
+        torch.testing.assert_close(model.net.eval()(x)[0], repvgg(x)[0], atol=1e-3, rtol=0)
 
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "qat")

@@ -11,8 +11,7 @@ from omegaconf import DictConfig
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.sample import PIXEL_MEAN, PIXEL_STD
-from smallnet_lit.model.checkpoints import network_difference, read_checkpoint, resolve_model
-from smallnet_lit.model.net import SmallNet
+from smallnet_lit.model.checkpoints import load_net, network_difference, read_checkpoint, resolve_model
 from smallnet_lit.training.config import config_dir, plain, user_errors_exit_2
 from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
 from smallnet_lit.training.reporting import finish, loggers_from, report_test
@@ -72,23 +71,19 @@ def start_from(model: L.LightningModule, weights: str) -> None:
     """Load the weights of a checkpoint or a shipped model's name (fine-tuning, warm restarts)."""
     path = resolve_model(weights)
     ckpt = read_checkpoint(path)
-    theirs = dict(ckpt["hyper_parameters"].get("net", {}))
-    if theirs.get("reparam") and not model.hparams.net.get("reparam"):
+    if ckpt["hyper_parameters"].get("net", {}).get("reparam") and not model.hparams.net.get("reparam"):
         # a RepVGG checkpoint into its deployed net (e.g. quantization-aware fine-tuning)
-        ckpt = {**ckpt, "state_dict": folded_state_dict(ckpt)}
-        ckpt["hyper_parameters"] = {**ckpt["hyper_parameters"], "net": {**theirs, "reparam": False, "norm": False}}
+        deployed = load_net(path).net.deployed()
+        rest = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("net.")}
+        ckpt = {
+            **ckpt,
+            "state_dict": {**rest, **{f"net.{k}": v for k, v in deployed.state_dict().items()}},
+            "hyper_parameters": {**ckpt["hyper_parameters"], "net": deployed.config},
+        }
         log.info("folding the RepVGG branches of %s into plain convs", path)
     check_network(model, ckpt, f"init_from={weights}")
     model.load_state_dict(ckpt["state_dict"])
     log.info("starting from the weights of %s", path)
-
-
-def folded_state_dict(ckpt: dict) -> dict:
-    """The module state_dict of a RepVGG checkpoint with its net's branches folded (`deployed`)."""
-    net = SmallNet(**ckpt["hyper_parameters"]["net"])
-    net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
-    rest = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("net.")}
-    return {**rest, **{f"net.{k}": v for k, v in net.eval().deployed().state_dict().items()}}
 
 
 def check_network(model: L.LightningModule, ckpt: dict, what: str) -> None:

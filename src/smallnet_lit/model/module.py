@@ -59,7 +59,7 @@ class LandmarkModule(L.LightningModule):
         protocol: the crop protocol (crop_scale, pixel_mean, pixel_std: checkpoints.model_protocol)
         that prediction and evaluation reproduce; train.py records the data's.
         quant_aware: {weight_bits: 7, momentum: 0.01}: quantization-aware fine-tuning
-        (`model.quant`): while fitting, every conv but the head computes as the int8 export
+        (`model/quant.py`): while fitting, every conv but the head computes as the int8 export
         does, so validation reports int8-like NME and the weights learn to round well. Needs
         the deployed net (`net.reparam` false; init_from a RepVGG checkpoint folds it)."""
         super().__init__()
@@ -87,6 +87,8 @@ class LandmarkModule(L.LightningModule):
         self.test_metrics = FaceAlignmentMetrics(corners, fr_threshold, attribute_names=tuple(attribute_names))
         self.val_nme_best = MinMetric()
         self._forward_maps = self.net.forward_maps  # torch.compile'd in on_fit_start when asked
+        if quant_aware is not None:
+            quant.check_settings(quant_aware)
         if quant_aware is not None and (self.net.reparam or net.get("norm")):
             raise ValueError(
                 "model.quant_aware needs the deployed net: set model.net.reparam=false "

@@ -81,6 +81,17 @@ class _QuantActivation:
         return fake_quant_uint8(y, *self.range(y, self.module.training))
 
 
+def check_settings(settings: dict) -> None:
+    """A clear error for a bad `model.quant_aware` before any data is read."""
+    unknown = sorted(set(settings) - {"weight_bits", "momentum"})
+    if unknown:
+        raise ValueError(f"model.quant_aware: unknown settings {unknown} (known: weight_bits, momentum)")
+    if settings.get("weight_bits", 7) not in WEIGHT_LEVELS:
+        raise ValueError(f"model.quant_aware.weight_bits must be 7 (every x86 CPU) or 8, got {settings['weight_bits']}")
+    if not 0 < settings.get("momentum", 0.01) <= 1:
+        raise ValueError(f"model.quant_aware.momentum must be in (0, 1], got {settings['momentum']}")
+
+
 def attach(net: nn.Module, weight_bits: int = 7, momentum: float = 0.01) -> int:
     """Make every conv of a deployed (plain) SmallNet but its head compute as the int8 export
     does; returns how many convs were changed. `detach` undoes it.
@@ -88,8 +99,7 @@ def attach(net: nn.Module, weight_bits: int = 7, momentum: float = 0.01) -> int:
     The export quantizes each conv's input tensor where it is made (the image; an activation's
     output), so every reader of that tensor, the head's pooling too, sees the rounded values;
     the last activation feeds only the pooling and stays float."""
-    if weight_bits not in WEIGHT_LEVELS:
-        raise ValueError(f"weight_bits must be 7 (every x86 CPU) or 8, got {weight_bits}")
+    check_settings({"weight_bits": weight_bits, "momentum": momentum})
     if getattr(net, "reparam", False) or any(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
         raise ValueError("quantization-aware training needs the deployed net: no RepVGG branches, no BatchNorm")
     layers = [m for m in net.stages.modules() if isinstance(m, nn.Conv2d | nn.LeakyReLU)]
