@@ -265,7 +265,10 @@ def test_bench_speed_reads_an_architecture_as_hydra_writes_it():
 
     base = SmallNet(num_points=68, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1]).config
     for widths in ("[16,32,32]", "16,32,32"):
-        arch = parse_arch([f"widths={widths}", "block=dw", "reparam=true"], base)
+        label, arch = parse_arch([f"widths={widths}", "block=dw", "reparam=true"], base)
         assert (arch["widths"], arch["block"], arch["reparam"]) == ([16, 32, 32], "dw", True)
+        assert label == f"widths={widths} block=dw reparam=true"
+    label, arch = parse_arch(["label=H80", "input_size=80"], base)
+    assert (label, arch["input_size"]) == ("H80", 80) and "label" not in arch
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         parse_arch(["widht=8"], base)

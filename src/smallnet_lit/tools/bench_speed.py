@@ -3,7 +3,7 @@ ONNX Runtime, batch 1, one thread, float and int8, timed in one process and inte
 (each round runs every model once, in a shuffled order), so both see the same machine
 state. Prints each model's median and its ratio to the peer, and the CPU's vector extensions.
 
-    python -m smallnet_lit.tools.bench_speed [MODEL ...] [--arch widths=24,48,96,192 depths=1,2,2,2 block=dw ...]
+    python -m smallnet_lit.tools.bench_speed [MODEL ...] [--arch [label=NAME] widths=24,48,96,192 depths=1,2,2,2 block=dw ...]
         [--peer ../shared/peers/PFLD_GhostOne_112.onnx] [--rounds 300] [--int8-accuracy FACES_DIR]
         [--training] [--size 128]
 
@@ -11,7 +11,7 @@ MODEL: a shipped name or a checkpoint, or LABEL=CHECKPOINT (its weights: int8 ca
 training faces when given). --arch: an architecture with random weights (speed does not
 depend on the weights; int8 calibrated on random crops), keys of SmallNet (`widths`,
 `depths`, `block`, `width_mult`, `head_stride`, `input_size`, `neighbours`, `reparam`) on
-top of the shipped default's network. Network only: cropping and detection are not included."""
+top of the shipped default's network; `label=NAME` names its row (else its KEY=VALUE list). Network only: cropping and detection are not included."""
 
 from __future__ import annotations
 
@@ -135,10 +135,14 @@ def int8_accuracy(net: SmallNet, folder: Path, paths: dict[str, Path]) -> dict[s
     return result
 
 
-def parse_arch(items: list[str], base: dict) -> dict:
-    arch = dict(base)
+def parse_arch(items: list[str], base: dict) -> tuple[str, dict]:
+    """An --arch's label (its `label=` item, else the items themselves) and SmallNet's arguments."""
+    arch, label = dict(base), " ".join(i for i in items if not i.startswith("label="))
     for item in items:
         key, sep, value = item.partition("=")
+        if key == "label" and sep:
+            label = value
+            continue
         if not sep or key not in base:
             raise SystemExit(f"--arch {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(base))}")
         if key in ("widths", "depths"):
@@ -152,7 +156,7 @@ def parse_arch(items: list[str], base: dict) -> dict:
             arch[key] = None if value in ("", "null", "none") else int(value)
         else:
             arch[key] = type(base[key])(value) if base[key] is not None else float(value)
-    return arch
+    return label, arch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,8 +189,10 @@ def main(argv: list[str] | None = None) -> None:
     names = list(nets)
     base = dict(next(iter(nets.values())).config if nets else load_model("smallnet_300w").net.config)
     for i, items in enumerate(args.arch):
-        arch = parse_arch(items, base)
-        nets[" ".join(items) or f"arch{i}"] = SmallNet(**arch).eval()
+        label, arch = parse_arch(items, base)
+        if label in nets:
+            p.error(f"--arch {' '.join(items)}: the label {label!r} is taken by another row")
+        nets[label or f"arch{i}"] = SmallNet(**arch).eval()
 
     torch.set_num_threads(1)
     print(f"CPU: {cpu_description()}")
