@@ -18,7 +18,8 @@
 #   Q64 / QH64 / QH64R / QH96R: T64, H64, H64R, H96R folded and fine-tuned quantization-aware for
 #                  their int8 export
 #   A64 / B64:     H64 cut to half PFLD-GhostOne's latency on an AVX2-only CPU (2026-12-02, fifth
-#                  session): 1-2-4-2 convs (0.037 GMACs) / 16-32-96-144 channels (0.036)
+#                  session): 1-2-4-2 convs (0.037 GMACs) / 16-32-96-144 channels (0.036); B64R:
+#                  B64 restarted as H64R
 # then the final epoch of each on the three validations of the table, and the paired intervals
 # (the Q runs are for int8: python -m smallnet_lit.tools.int8_check, docs/speed.md).
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
@@ -83,6 +84,8 @@ run QH96R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 96 
 # Cut to half PFLD-GhostOne's latency on AVX2 (docs/speed.md, "On an AVX2-only CPU")
 run A64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [24,48,96,144] [1,2,4,2]) model.net.head_stride=8
 run B64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8
+run B64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 \
+  init_from="$OUT/B64/checkpoints/last.ckpt" trainer.max_epochs=60 model.optimizer.lr=0.0005
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -99,7 +102,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30
