@@ -378,7 +378,15 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         folder = "prof-nopitch" if name == "T64NP" else "prof"
         assert all(root.parent == tmp_path / folder for root in profiled.values()), (name, profiled)
     # Restarts and quantization-aware runs start from the sweep's run of the same network.
-    starts = {"H96R": "H96", "H64R": "H64", "B64R": "B64", "Q64": "T64", "QH64": "H64", "QH64R": "H64R", "QH96R": "H96R"}
+    starts = {
+        "H96R": "H96",
+        "H64R": "H64",
+        "B64R": "B64",
+        "Q64": "T64",
+        "QH64": "H64",
+        "QH64R": "H64R",
+        "QH96R": "H96R",
+    }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
         assert cfg.init_from == str(tmp_path / "out" / start / "checkpoints" / "last.ckpt")
