@@ -11,7 +11,8 @@ MODEL: a shipped name or a checkpoint, or LABEL=CHECKPOINT (its weights: int8 ca
 training faces when given). --arch: an architecture with random weights (speed does not
 depend on the weights; int8 calibrated on random crops), keys of SmallNet (`widths`,
 `depths`, `block`, `width_mult`, `head_stride`, `input_size`, `neighbours`, `reparam`) on
-top of the shipped default's network; `label=NAME` names its row (else its KEY=VALUE list). Network only: cropping and detection are not included."""
+top of the shipped default's network; `label=NAME` names its row (else its KEY=VALUE list).
+Network only: cropping and detection are not included."""
 
 from __future__ import annotations
 
