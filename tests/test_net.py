@@ -272,3 +272,17 @@ def test_bench_speed_reads_an_architecture_as_hydra_writes_it():
     assert (label, arch["input_size"]) == ("H80", 80) and "label" not in arch
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         parse_arch(["widht=8"], base)
+
+
+def test_bench_speed_architectures_build_on_the_shipped_default_only():
+    """An --arch row is the net it names, whichever MODEL comes first: the fast model's
+    width_mult (0.75) once scaled every --arch's widths (its H96-net row had 0.41 M parameters)."""
+    from smallnet_lit.tools.bench_speed import architecture_base, parse_arch
+
+    _, arch = parse_arch(
+        ["input_size=96", "widths=24,48,96,160", "depths=2,3,3,2", "head_stride=8"], architecture_base()
+    )
+    net = SmallNet(**arch)
+    assert net.config["widths"] == [24, 48, 96, 160] and arch["width_mult"] == 1.0
+    assert count_macs(net) == pytest.approx(0.098e9, rel=0.02)
+    assert count_params(net) == pytest.approx(0.72e6, rel=0.02)

@@ -136,6 +136,14 @@ def int8_accuracy(net: SmallNet, folder: Path, paths: dict[str, Path]) -> dict[s
     return result
 
 
+def architecture_base() -> dict:
+    """What an --arch does not set: the shipped default's network, never the first MODEL's (a
+    fast model's width_mult 0.75 once scaled every --arch's widths, and its row was not the net named)."""
+    from smallnet_lit.model.module import load_model
+
+    return dict(load_model("smallnet_300w").net.config)
+
+
 def parse_arch(items: list[str], base: dict) -> tuple[str, dict]:
     """An --arch's label (its `label=` item, else the items themselves) and SmallNet's arguments."""
     arch, label = dict(base), " ".join(i for i in items if not i.startswith("label="))
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         label, _, path = item.rpartition("=")  # LABEL=CHECKPOINT names a run in the table and plot
         nets[label or item] = load_model(path).net.eval()
     names = list(nets)
-    base = dict(next(iter(nets.values())).config if nets else load_model("smallnet_300w").net.config)
+    base = architecture_base() if args.arch else {}
     for i, items in enumerate(args.arch):
         label, arch = parse_arch(items, base)
         if label in nets:
