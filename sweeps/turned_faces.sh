@@ -86,6 +86,8 @@ run A64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [2
 run B64 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8
 run B64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 \
   init_from="$OUT/B64/checkpoints/last.ckpt" trainer.max_epochs=60 model.optimizer.lr=0.0005
+run QB64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 \
+  init_from="$OUT/B64R/checkpoints/last.ckpt" "${QAT[@]}"
 # The 80-px net that fits 1.0x PFLD-GhostOne on AVX2 (0.077 GMACs)
 run H80 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8
 
