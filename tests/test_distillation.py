@@ -110,3 +110,59 @@ def test_a_run_with_feature_distillation_reloads_without_its_teacher(make_cfg, t
     slim = export_slim(student, tmp_path / "slim.ckpt")
     assert not any(k.startswith("distill_fn.") for k in torch.load(slim, weights_only=False)["state_dict"])
     load_model(slim)  # loads without the projection or the teacher
+
+
+def test_a_teacher_of_a_larger_input_reads_the_batch_upsampled_to_its_size(make_cfg, tmp_path):
+    # the teacher: 64 px at stride 8 (8x8 cells); the student: 32 px at stride 4 (8x8 cells)
+    base = ["data.train.num_faces=8", "data.val.num_faces=4", "trainer.max_epochs=1", "test=false"]
+    train(make_cfg(base))
+    teacher = tmp_path / "teacher.ckpt"
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").rename(teacher)
+    small = ["model.net.input_size=32", "model.net.widths=[8,8,8]"]
+    cfg = make_cfg([*base, *small, "model.net.head_stride=4", f"model.distill={{teacher:'{teacher}',features:1.0}}"])
+    cfg.paths.output_dir = str(tmp_path / "student")
+    cfg.trainer.log_every_n_steps = 1
+    train(cfg)
+    header = (tmp_path / "student" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert {"train/loss_kd_cells", "train/loss_kd_features"} <= set(header.split(","))
+    # at the student's stride of 8 its grid is 4x4: refused before the first step, with both grids named
+    cfg = make_cfg([*base, *small, f"model.distill={{teacher:'{teacher}'}}"])
+    cfg.paths.output_dir = str(tmp_path / "mismatch")
+    with pytest.raises(ValueError, match=r"head grid is 8x8 cells \(64 px / stride 8\), the student's 4x4"):
+        train(cfg)
+
+
+def test_the_upsampled_batch_gives_the_teacher_its_own_input_size():
+    from smallnet_lit.model.module import _resized
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 3, 32), torch.linspace(0, 3, 32), indexing="ij")
+    images = torch.stack([torch.sin(xx + yy), torch.cos(xx), torch.sin(yy)]).expand(2, 3, 32, 32).contiguous()
+    assert _resized(images, 32) is images
+    up = _resized(images, 64)
+    assert up.shape == (2, 3, 64, 64)
+    # a smooth picture upsampled by 2: each 2x2 block averages back to its pixel
+    torch.testing.assert_close(
+        torch.nn.functional.avg_pool2d(up, 2)[..., 1:-1, 1:-1], images[..., 1:-1, 1:-1], atol=0.01, rtol=0
+    )
+
+
+def test_init_from_a_checkpoint_without_the_projection_starts_feature_distillation(make_cfg, tmp_path):
+    from smallnet_lit.model.module import load_model
+    from smallnet_lit.train import start_from
+    from smallnet_lit.training.instantiate import model_from
+
+    base = ["data.train.num_faces=8", "data.val.num_faces=4", "trainer.max_epochs=1", "test=false"]
+    train(make_cfg(base))
+    teacher = tmp_path / "teacher.ckpt"
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").rename(teacher)
+    distilled = [*base, f"model.distill={{teacher:'{teacher}',features:1.0}}"]
+    cfg = make_cfg([*distilled, f"init_from={teacher}"])  # the teacher's net restarted: no projection in it
+    cfg.paths.output_dir = str(tmp_path / "student")
+    train(cfg)
+    student = tmp_path / "student" / "checkpoints" / "last.ckpt"
+    trained = load_model(student)
+    # a restart of the distilled run keeps the projection it trained, and the net's weights
+    model = model_from(make_cfg(distilled).model, "wflw98")
+    start_from(model, str(student))
+    torch.testing.assert_close(model.distill_fn.projection.weight, trained.distill_fn.projection.weight)
+    torch.testing.assert_close(model.net.head.weight, trained.net.head.weight)

@@ -82,7 +82,15 @@ def start_from(model: L.LightningModule, weights: str) -> None:
         }
         log.info("folding the RepVGG branches of %s into plain convs", path)
     check_network(model, ckpt, f"init_from={weights}")
-    model.load_state_dict(ckpt["state_dict"])
+    state = ckpt["state_dict"]
+    model.net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    # training-only weights (feature distillation's projection) come along where they fit;
+    # a run that starts to distill from a checkpoint without them trains them from scratch
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("net.")}
+    fitting = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(fitting, strict=False)
+    if fresh := sorted(set(own) - set(fitting)):
+        log.info("%s has no %s: trained from scratch", path, ", ".join(fresh))
     log.info("starting from the weights of %s", path)
 
 

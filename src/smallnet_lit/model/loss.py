@@ -168,7 +168,7 @@ class DistillLoss(nn.Module):
         if student.scores.shape != teacher.scores.shape:
             raise ValueError(
                 f"teacher and student head grids differ: {tuple(teacher.scores.shape[1:])} vs "
-                f"{tuple(student.scores.shape[1:])} (same input size and stage count needed)"
+                f"{tuple(student.scores.shape[1:])} (the same head grid needed: input size / head stride)"
             )
         t = self.temperature
         log_p_s = (student.scores.flatten(2) / t).log_softmax(-1)

@@ -8,6 +8,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
@@ -47,8 +48,10 @@ class LandmarkModule(L.LightningModule):
     ) -> None:
         """distill: {teacher: checkpoint path or shipped name, or a list of them (an
         ensemble: `codec.mixture` of their maps), cells, offsets, temperature, weight}: add
-        weight * DistillLoss(student maps, teacher maps) to the training loss. Teachers are
-        loaded when training starts and never saved into this model's checkpoints.
+        weight * DistillLoss(student maps, teacher maps) to the training loss. A teacher of a
+        larger input size reads the student's batch upsampled to it; its head grid must be the
+        student's (e.g. the 128-px default, stride 16, teaches a 64-px net at stride 8). Teachers
+        are loaded when training starts and never saved into this model's checkpoints.
         channels_last: run the convolutions in NHWC memory layout (faster on CPUs:
         docs/speed.md); the weights and their checkpoints are the same either way.
         compile: torch.compile the network's forward for training and validation (True:
@@ -111,7 +114,7 @@ class LandmarkModule(L.LightningModule):
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         if stage == "train" and self.distill_fn is not None:
             with torch.no_grad():
-                members = [teacher.forward_maps(images) for teacher in self._teachers]
+                members = [teacher.forward_maps(_resized(images, teacher.input_size)) for teacher in self._teachers]
                 teacher_out = members[0] if len(members) == 1 else codec.mixture(members)
             kd, kd_parts = self.distill_fn(out, teacher_out)
             total = total + self.distill_weight * kd
@@ -143,6 +146,7 @@ class LandmarkModule(L.LightningModule):
                     p.requires_grad_(False)
                 if self.hparams.get("channels_last"):
                     teacher.to(memory_format=torch.channels_last)
+                _check_head_grids(self.net, teacher, name)
                 self._teachers.append(teacher)
             rank_zero_info(f"distilling from {', '.join(map(str, names))} (weight {self.distill_weight:g})")
 
@@ -210,6 +214,26 @@ class LandmarkModule(L.LightningModule):
             return {"optimizer": optimizer}
         scheduler = hydra.utils.instantiate(self.hparams.scheduler, _partial_=True)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The student's batch at a teacher's input size: a teacher trained on larger crops reads
+    the same faces upsampled (bicubic), so it sees only what the student sees."""
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+
+
+def _check_head_grids(student: SmallNet, teacher: SmallNet, name) -> None:
+    """Cell- and feature-level targets need the same head grid (input size / head stride)."""
+    student_cells, teacher_cells = student.input_size // student.stride, teacher.input_size // teacher.stride
+    if student_cells != teacher_cells:
+        raise ValueError(
+            f"distillation teacher {name}: its head grid is {teacher_cells}x{teacher_cells} cells "
+            f"({teacher.input_size} px / stride {teacher.stride}), the student's {student_cells}x{student_cells} "
+            f"({student.input_size} px / stride {student.stride}); choose the student's input size or "
+            f"model.net.head_stride so that the grids match"
+        )
 
 
 def _feature_channels(teacher) -> int:
