@@ -90,6 +90,13 @@ run QB64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 
   init_from="$OUT/B64R/checkpoints/last.ckpt" "${QAT[@]}"
 # The 80-px net that fits 1.0x PFLD-GhostOne on AVX2 (0.077 GMACs)
 run H80 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8
+run H80R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8 \
+  init_from="$OUT/H80/checkpoints/last.ckpt" trainer.max_epochs=60 model.optimizer.lr=0.0005
+# B64's restart taught by the 128-px default (smallnet_300w reads the 64-px batch upsampled: the
+# same 8x8 head grid): cells, offsets and the head's features. Its pair: B64R, the same restart untaught.
+run B64KD +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}" \
+  $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 init_from="$OUT/B64/checkpoints/last.ckpt" \
+  trainer.max_epochs=60 model.optimizer.lr=0.0005
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -106,7 +113,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30
