@@ -48,3 +48,29 @@ def test_neighbour_models_are_also_read_from_their_own_maps_alone():
     assert {"nme/soft_own_only", "nme/argmax_own_only"} <= set(result)
     # random neighbour maps move the points: the two readings differ
     assert result["nme/soft"] != result["nme/soft_own_only"]
+
+
+def test_eval_reads_smaller_crops_upsampled_and_maps_the_points_back(make_cfg, ibug_root, tmp_path):
+    import json
+
+    import pytest
+
+    overrides = ["data=ibug300w", f"data.root={ibug_root}", "split=all", f"data.cache.dir={tmp_path / 'c'}"]
+    native, _ = run_eval(make_cfg, tmp_path / "native", "smallnet_300w", overrides)
+    same, _ = run_eval(make_cfg, tmp_path / "same", "smallnet_300w", [*overrides, "read_size=128"])
+    assert same["all/nme"] == native["all/nme"]
+    _, out = run_eval(make_cfg, tmp_path / "small", "smallnet_300w", [*overrides, "read_size=64"])
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    native_rows = [json.loads(line) for line in (tmp_path / "native" / "predictions.jsonl").read_text().splitlines()]
+    # the same faces, in photo pixels: the points land where the full-size reading puts them,
+    # give or take what half the pixels lose (a mapping off by the crop's scale would be far off)
+    assert [r["face"] for r in rows] == [r["face"] for r in native_rows]
+    pairs = zip(rows, native_rows, strict=True)
+    moved = torch.stack([torch.tensor(r["points"]) - torch.tensor(n["points"]) for r, n in pairs])
+    eyes = torch.stack([torch.tensor(n["points"])[[36, 45]] for n in native_rows])
+    inter_ocular = (eyes[:, 0] - eyes[:, 1]).norm(dim=-1)
+    # here 0.4-4.5% of the eye distance per face, 1% typical; unscaled points would move by half a face
+    assert (moved.norm(dim=-1).median(1).values / inter_ocular).median() < 0.03
+    for bad in ("read_size=256", "read_size=8"):
+        with pytest.raises(ValueError, match="read_size"):
+            run_eval(make_cfg, tmp_path / "bad", "smallnet_300w", [*overrides, bad])

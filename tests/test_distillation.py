@@ -1,6 +1,8 @@
 """Distillation: cell- and offset-level targets from a teacher or an ensemble, feature
 distillation through a projection, and runs that reload without their teacher."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -132,18 +134,43 @@ def test_a_teacher_of_a_larger_input_reads_the_batch_upsampled_to_its_size(make_
         train(cfg)
 
 
-def test_the_upsampled_batch_gives_the_teacher_its_own_input_size():
-    from smallnet_lit.model.module import _resized
+class _CentroidTeacher(torch.nn.Module):
+    """Reads a bright blob's centroid exactly and writes it as head maps at stride 16."""
 
-    yy, xx = torch.meshgrid(torch.linspace(0, 3, 32), torch.linspace(0, 3, 32), indexing="ij")
-    images = torch.stack([torch.sin(xx + yy), torch.cos(xx), torch.sin(yy)]).expand(2, 3, 32, 32).contiguous()
-    assert _resized(images, 32) is images
-    up = _resized(images, 64)
-    assert up.shape == (2, 3, 64, 64)
-    # a smooth picture upsampled by 2: each 2x2 block averages back to its pixel
-    torch.testing.assert_close(
-        torch.nn.functional.avg_pool2d(up, 2)[..., 1:-1, 1:-1], images[..., 1:-1, 1:-1], atol=0.01, rtol=0
-    )
+    input_size, stride = 128, 16
+
+    def forward_maps(self, images: torch.Tensor) -> codec.HeadOutput:
+        assert images.shape[-1] == self.input_size
+        weight = images[:, 0].clamp(min=0)
+        grid = torch.arange(self.input_size, dtype=torch.float32)
+        centre = (
+            torch.stack([(weight.sum(1) * grid).sum(-1), (weight.sum(2) * grid).sum(-1)], -1)
+            / weight.sum((1, 2))[:, None]
+        )
+        cells = self.input_size // self.stride
+        index, offset, _ = codec.encode(centre[:, None], self.stride, (cells, cells))
+        scores = torch.full((len(images), 1, cells * cells), -50.0).scatter_(2, index[..., None], 50.0)
+        offsets = offset[..., None, None].expand(-1, -1, -1, cells, cells)
+        log_delta = torch.zeros(len(images), 1, 1, cells, cells)
+        return codec.HeadOutput(scores.view(-1, 1, cells, cells), offsets, log_delta, self.stride)
+
+
+def test_a_teacher_reads_the_upsampled_batch_where_the_student_sees_its_points():
+    from smallnet_lit.model.module import read_by_teacher
+
+    # smooth blobs in a 64-px batch: the teacher, at 128 px and stride 16, reads them in the student's 8x8 cells
+    centres = torch.tensor([[20.3, 37.6], [41.0, 12.25]])
+    grid = torch.arange(64, dtype=torch.float32)
+    blob = [torch.exp(-((grid[None] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * 3.0**2)) for x, y in centres]
+    images = torch.stack(blob)[:, None].expand(-1, 3, -1, -1).contiguous()
+    out = read_by_teacher(_CentroidTeacher(), images)
+    points, _, _ = codec.decode(replace(out, stride=8), "argmax")  # in the student's cells: stride 8
+    torch.testing.assert_close(points[:, 0], centres, atol=0.02, rtol=0)
+    # without the half-pixel term the reading is a quarter of a student pixel off
+    teacher = _CentroidTeacher()
+    naive = teacher.forward_maps(torch.nn.functional.interpolate(images, size=(128, 128), mode="bicubic"))
+    off = codec.decode(replace(naive, stride=8), "argmax")[0][:, 0] - centres
+    torch.testing.assert_close(off, torch.full_like(off, 0.25), atol=0.02, rtol=0)
 
 
 def test_init_from_a_checkpoint_without_the_projection_starts_feature_distillation(make_cfg, tmp_path):

@@ -118,3 +118,14 @@ def _cell_centres(h: int, w: int, device: torch.device) -> torch.Tensor:
         indexing="ij",
     )
     return torch.stack([xs, ys], dim=-1).reshape(h * w, 2)
+
+
+def upsample(images: torch.Tensor, size: int) -> tuple[torch.Tensor, float, float]:
+    """Square crops (B, C, S, S) read at `size` pixels (bicubic), with the map of their points:
+    a point at crop pixel p lies at factor * p + shift in the upsampled crop (pixel centres at
+    integers, as the crops are cut: align_corners=False)."""
+    factor = size / images.shape[-1]
+    if factor == 1:
+        return images, 1.0, 0.0
+    up = torch.nn.functional.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+    return up, factor, (factor - 1) / 2

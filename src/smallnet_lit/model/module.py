@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MinMetric
 
@@ -114,7 +114,7 @@ class LandmarkModule(L.LightningModule):
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         if stage == "train" and self.distill_fn is not None:
             with torch.no_grad():
-                members = [teacher.forward_maps(_resized(images, teacher.input_size)) for teacher in self._teachers]
+                members = [read_by_teacher(teacher, images) for teacher in self._teachers]
                 teacher_out = members[0] if len(members) == 1 else codec.mixture(members)
             kd, kd_parts = self.distill_fn(out, teacher_out)
             total = total + self.distill_weight * kd
@@ -216,12 +216,14 @@ class LandmarkModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The student's batch at a teacher's input size: a teacher trained on larger crops reads
-    the same faces upsampled (bicubic), so it sees only what the student sees."""
-    if images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+def read_by_teacher(teacher: SmallNet, images: torch.Tensor) -> codec.HeadOutput:
+    """A teacher's maps of the student's batch. A teacher of a larger input reads it upsampled
+    (bicubic), so it sees only what the student sees. Upsampling by f moves a point at student
+    pixel p to f * p + (f - 1) / 2 (pixel centres at integers), so the teacher's offsets are
+    moved back by that half-pixel term to say where the point lies in the student's cells."""
+    upsampled, _, shift = codec.upsample(images, teacher.input_size)
+    out = teacher.forward_maps(upsampled)
+    return replace(out, offsets=out.offsets - shift / out.stride) if shift else out
 
 
 def _check_head_grids(student: SmallNet, teacher: SmallNet, name) -> None:

@@ -21,6 +21,7 @@ from smallnet_lit.data.faces import FaceDataset
 from smallnet_lit.data.sample import PIXEL_MEAN, PIXEL_STD
 from smallnet_lit.inference.detect import DETECTORS, DetectedFaces, make_detector
 from smallnet_lit.inference.plots import plot_ced
+from smallnet_lit.model import codec
 from smallnet_lit.model.checkpoints import model_protocol
 from smallnet_lit.model.metrics import FaceAlignmentMetrics, uncertainty_calibration
 from smallnet_lit.model.module import LandmarkModule, load_model
@@ -57,9 +58,12 @@ def predict_split(
     the uncertainty calibration over all points."""
     rows, errors, sigmas = [], [], []
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
-        points, sigma = model(batch["image"].to(device))
+        # crops smaller than the model's input (eval's read_size) are read upsampled
+        images, factor, shift = codec.upsample(batch["image"].to(device), model.net.input_size)
+        points, sigma = model(images)
         if flip_test:
-            points, sigma = average_with_flip(model, batch["image"].to(device), points, sigma)
+            points, sigma = average_with_flip(model, images, points, sigma)
+        points, sigma = (points - shift) / factor, sigma / factor  # in the crop's pixels
         pred, pred_sigma = to_photo(points.cpu(), sigma.cpu(), batch["to_photo"])
         truth, _ = to_photo(batch["points"], torch.zeros(batch["points"].shape[:2]), batch["to_photo"])
         metrics.update(pred, truth, batch["attributes"], batch["source"])
@@ -103,7 +107,8 @@ def data_for_split(data: DictConfig, split: str) -> DictConfig:
 
 def model_and_data(cfg: DictConfig):
     """The checkpoint of an eval config and the datamodule of its split (cfg.split is set:
-    the test split where the data has one, else all), at the checkpoint's input size."""
+    the test split where the data has one, else all), at the checkpoint's input size (or
+    at cfg.read_size: smaller crops that predict_split reads upsampled)."""
     model = load_model(cfg.ckpt_path, cfg.device)
     protocol = model_protocol(dict(model.hparams))
     if (protocol["pixel_mean"], protocol["pixel_std"]) != (PIXEL_MEAN, PIXEL_STD):
@@ -112,7 +117,13 @@ def model_and_data(cfg: DictConfig):
         cfg.split = cfg.get("split") or ("test" if cfg.data.get("test") is not None else "all")
         if "eval_crop" in cfg.data:  # the model's own crop, whatever the data config says
             cfg.data.eval_crop.scale = protocol["crop_scale"]
-    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), model.net.input_size, only_split=cfg.split)
+    read_size = cfg.get("read_size") or model.net.input_size
+    if not isinstance(read_size, int) or not 16 <= read_size <= model.net.input_size:
+        raise ValueError(
+            f"read_size={read_size!r}: must be a whole number of pixels from 16 to the model's input "
+            f"size ({model.net.input_size}); the crops are read upsampled to it"
+        )
+    datamodule = datamodule_from(data_for_split(cfg.data, cfg.split), read_size, only_split=cfg.split)
     if datamodule.scheme.name != model.scheme.name:
         raise ValueError(
             f"checkpoint {cfg.ckpt_path} predicts {model.scheme.name} landmarks but the data config gives "
