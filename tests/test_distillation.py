@@ -2,6 +2,7 @@
 distillation through a projection, and runs that reload without their teacher."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -127,10 +128,18 @@ def test_a_teacher_of_a_larger_input_reads_the_batch_upsampled_to_its_size(make_
     train(cfg)
     header = (tmp_path / "student" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert {"train/loss_kd_cells", "train/loss_kd_features"} <= set(header.split(","))
-    # at the student's stride of 8 its grid is 4x4: refused before the first step, with both grids named
+    # at the student's stride of 8 its grid is 4x4: the teacher's 8x8 readings are binned into it
     cfg = make_cfg([*base, *small, f"model.distill={{teacher:'{teacher}'}}"])
-    cfg.paths.output_dir = str(tmp_path / "mismatch")
-    with pytest.raises(ValueError, match=r"head grid is 8x8 cells \(64 px / stride 8\), the student's 4x4"):
+    cfg.paths.output_dir = str(tmp_path / "regrid")
+    cfg.trainer.log_every_n_steps = 1
+    train(cfg)
+    assert "train/loss_kd_cells" in (tmp_path / "regrid" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    # a teacher never reads shrunk crops: refused before the first step, both sizes named
+    cfg = make_cfg(
+        [*base, "model.net.input_size=128", "model.net.widths=[8,8,8]", f"model.distill={{teacher:'{teacher}'}}"]
+    )
+    cfg.paths.output_dir = str(tmp_path / "smaller")
+    with pytest.raises(ValueError, match=r"its input \(64 px\) is smaller than the student's \(128 px\)"):
         train(cfg)
 
 
@@ -151,8 +160,14 @@ class _CentroidTeacher(torch.nn.Module):
         index, offset, _ = codec.encode(centre[:, None], self.stride, (cells, cells))
         scores = torch.full((len(images), 1, cells * cells), -50.0).scatter_(2, index[..., None], 50.0)
         offsets = offset[..., None, None].expand(-1, -1, -1, cells, cells)
-        log_delta = torch.zeros(len(images), 1, 1, cells, cells)
+        log_delta = torch.full((len(images), 1, 1, cells, cells), -3.0)  # sure of itself
         return codec.HeadOutput(scores.view(-1, 1, cells, cells), offsets, log_delta, self.stride)
+
+
+def _blobs(centres: torch.Tensor, size: int) -> torch.Tensor:
+    grid = torch.arange(size, dtype=torch.float32)
+    blob = [torch.exp(-((grid[None] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * 3.0**2)) for x, y in centres]
+    return torch.stack(blob)[:, None].expand(-1, 3, -1, -1).contiguous()
 
 
 def test_a_teacher_reads_the_upsampled_batch_where_the_student_sees_its_points():
@@ -160,10 +175,8 @@ def test_a_teacher_reads_the_upsampled_batch_where_the_student_sees_its_points()
 
     # smooth blobs in a 64-px batch: the teacher, at 128 px and stride 16, reads them in the student's 8x8 cells
     centres = torch.tensor([[20.3, 37.6], [41.0, 12.25]])
-    grid = torch.arange(64, dtype=torch.float32)
-    blob = [torch.exp(-((grid[None] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * 3.0**2)) for x, y in centres]
-    images = torch.stack(blob)[:, None].expand(-1, 3, -1, -1).contiguous()
-    out = read_by_teacher(_CentroidTeacher(), images)
+    images = _blobs(centres, 64)
+    out = read_by_teacher(_CentroidTeacher(), images, SimpleNamespace(input_size=64, stride=8))
     points, _, _ = codec.decode(replace(out, stride=8), "argmax")  # in the student's cells: stride 8
     torch.testing.assert_close(points[:, 0], centres, atol=0.02, rtol=0)
     # without the half-pixel term the reading is a quarter of a student pixel off
@@ -171,6 +184,35 @@ def test_a_teacher_reads_the_upsampled_batch_where_the_student_sees_its_points()
     naive = teacher.forward_maps(torch.nn.functional.interpolate(images, size=(128, 128), mode="bicubic"))
     off = codec.decode(replace(naive, stride=8), "argmax")[0][:, 0] - centres
     torch.testing.assert_close(off, torch.full_like(off, 0.25), atol=0.02, rtol=0)
+
+
+def test_a_teacher_of_another_grid_is_binned_into_the_students_cells():
+    from smallnet_lit.model.module import read_by_teacher
+
+    # an 80-px student at stride 8 (10x10 cells), the 128-px teacher's 8x8 cells
+    centres = torch.tensor([[20.3, 37.6], [61.0, 12.25], [45.5, 66.0]])  # blobs inside the crop
+    out = read_by_teacher(_CentroidTeacher(), _blobs(centres, 80), SimpleNamespace(input_size=80, stride=8))
+    assert out.scores.shape == (3, 1, 10, 10) and out.stride == 8
+    for mode in ("argmax", "soft"):
+        torch.testing.assert_close(codec.decode(out, mode)[0][:, 0], centres, atol=0.03, rtol=0)
+    cell = (centres // 8).long()  # the cell that holds each point gets the teacher's mass
+    peak = out.scores.flatten(2).softmax(-1)[:, 0].argmax(-1)
+    assert peak.tolist() == (cell[:, 1] * 10 + cell[:, 0]).tolist()
+
+
+@pytest.mark.parametrize("cells, stride", [(10, 8), (4, 16), (8, 8)])
+def test_regridding_keeps_the_teachers_soft_argmax_points(cells, stride):
+    """Binning the teacher's Gaussians into other cells moves no mass: the soft-argmax reading
+    of the regridded maps is the teacher's own (law of total expectation), for any grid."""
+    torch.manual_seed(0)
+    teacher = SmallNet(num_points=5, input_size=64, widths=[8, 16, 16], depths=[1, 1, 1]).eval()
+    with torch.no_grad():
+        teacher.head.weight.normal_(std=0.3)
+        out = teacher.forward_maps(torch.randn(2, 3, 64, 64))
+    regridded = codec.regrid(out, cells, stride)
+    torch.testing.assert_close(codec.decode(regridded, "soft")[0], codec.decode(out, "soft")[0], atol=1e-3, rtol=0)
+    assert torch.allclose(regridded.scores.flatten(2).logsumexp(-1), torch.zeros(2, 5), atol=1e-4)
+    assert regridded.features.shape[-2:] == (cells, cells)
 
 
 def test_init_from_a_checkpoint_without_the_projection_starts_feature_distillation(make_cfg, tmp_path):

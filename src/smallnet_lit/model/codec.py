@@ -129,3 +129,47 @@ def upsample(images: torch.Tensor, size: int) -> tuple[torch.Tensor, float, floa
         return images, 1.0, 0.0
     up = torch.nn.functional.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
     return up, factor, (factor - 1) / 2
+
+
+def regrid(out: HeadOutput, cells: int, stride: int, factor: float = 1.0, shift: float = 0.0) -> HeadOutput:
+    """A teacher's maps on another head grid (`cells` x `cells` at `stride`), for distillation
+    between nets whose grids differ. Each teacher cell is a Gaussian at its reading (cell centre
+    + offset; its delta as the spread), mapped into the student's pixels (p = (p_teacher - shift)
+    / factor: `upsample`'s map); the student's cell distribution is the mixture's mass in each of
+    its cells (the edge cells reach out, as `encode` clamps), its offsets the mixture's mean
+    within the cell, its features the teacher's resampled (bilinear). Neighbour maps are left out."""
+    b, k, h, w = out.scores.shape
+    prob = out.scores.flatten(2).softmax(-1)  # (B, K, J)
+    scale = out.stride / factor / stride  # teacher cell units -> student cell units
+    reading = out.offsets.flatten(3).transpose(2, 3) + _cell_centres(h, w, out.scores.device)  # (B, K, J, 2)
+    centre = (reading * out.stride - shift) / factor / stride
+    spread = (out.log_delta.flatten(3).transpose(2, 3).exp() * scale).expand_as(centre).clamp_min(1e-3)
+    edges = torch.arange(cells + 1, device=centre.device, dtype=centre.dtype)
+    lo, hi = edges[:-1].clone(), edges[1:].clone()
+    lo[0], hi[-1] = -torch.inf, torch.inf
+    mass, mean = [], []
+    for axis in (0, 1):  # separable: per axis, each component's mass in each column / row and its mean there
+        mu, sd = centre[..., axis, None], spread[..., axis, None]  # (B, K, J, 1)
+        z_lo, z_hi = (lo - mu) / sd, (hi - mu) / sd
+        m = torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo)
+        density = (_normal_pdf(z_lo) - _normal_pdf(z_hi)) / m.clamp_min(1e-12)
+        mass.append(m)
+        mean.append(torch.minimum(torch.maximum(mu + sd * density, lo), hi))
+    cell_mass = torch.einsum("bkj,bkjc,bkjr->bkrc", prob, mass[0], mass[1]).clamp_min(1e-12)
+    mean_x = torch.einsum("bkj,bkjc,bkjr->bkrc", prob, mass[0] * mean[0], mass[1]) / cell_mass
+    mean_y = torch.einsum("bkj,bkjc,bkjr->bkrc", prob, mass[0], mass[1] * mean[1]) / cell_mass
+    middle = edges[:-1] + 0.5
+    offsets = torch.stack([mean_x - middle, mean_y - middle[:, None]], dim=2)  # (B, K, 2, H', W')
+    log_spread = spread.log().mean(-1) if out.log_delta.shape[2] == 1 else None
+    per_axis = [spread[..., a].log() for a in (0, 1)] if log_spread is None else [log_spread]
+    log_delta = torch.stack(
+        [torch.einsum("bkj,bkjc,bkjr->bkrc", prob * d, mass[0], mass[1]) / cell_mass for d in per_axis], dim=2
+    )
+    features = out.features
+    if features is not None:
+        features = torch.nn.functional.interpolate(features, size=(cells, cells), mode="bilinear", align_corners=False)
+    return HeadOutput(cell_mass.log(), offsets, log_delta, stride, features=features)
+
+
+def _normal_pdf(z: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-0.5 * z.nan_to_num(posinf=1e4, neginf=-1e4) ** 2) * 0.3989422804014327

@@ -49,9 +49,9 @@ class LandmarkModule(L.LightningModule):
         """distill: {teacher: checkpoint path or shipped name, or a list of them (an
         ensemble: `codec.mixture` of their maps), cells, offsets, temperature, weight}: add
         weight * DistillLoss(student maps, teacher maps) to the training loss. A teacher of a
-        larger input size reads the student's batch upsampled to it; its head grid must be the
-        student's (e.g. the 128-px default, stride 16, teaches a 64-px net at stride 8). Teachers
-        are loaded when training starts and never saved into this model's checkpoints.
+        larger input size reads the student's batch upsampled to it, its maps brought to the
+        student's head grid (`read_by_teacher`). Teachers are loaded when training starts and
+        never saved into this model's checkpoints.
         channels_last: run the convolutions in NHWC memory layout (faster on CPUs:
         docs/speed.md); the weights and their checkpoints are the same either way.
         compile: torch.compile the network's forward for training and validation (True:
@@ -114,7 +114,7 @@ class LandmarkModule(L.LightningModule):
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         if stage == "train" and self.distill_fn is not None:
             with torch.no_grad():
-                members = [read_by_teacher(teacher, images) for teacher in self._teachers]
+                members = [read_by_teacher(teacher, images, self.net) for teacher in self._teachers]
                 teacher_out = members[0] if len(members) == 1 else codec.mixture(members)
             kd, kd_parts = self.distill_fn(out, teacher_out)
             total = total + self.distill_weight * kd
@@ -146,7 +146,7 @@ class LandmarkModule(L.LightningModule):
                     p.requires_grad_(False)
                 if self.hparams.get("channels_last"):
                     teacher.to(memory_format=torch.channels_last)
-                _check_head_grids(self.net, teacher, name)
+                _check_teacher(self.net, teacher, name)
                 self._teachers.append(teacher)
             rank_zero_info(f"distilling from {', '.join(map(str, names))} (weight {self.distill_weight:g})")
 
@@ -216,25 +216,27 @@ class LandmarkModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-def read_by_teacher(teacher: SmallNet, images: torch.Tensor) -> codec.HeadOutput:
-    """A teacher's maps of the student's batch. A teacher of a larger input reads it upsampled
-    (bicubic), so it sees only what the student sees. Upsampling by f moves a point at student
-    pixel p to f * p + (f - 1) / 2 (pixel centres at integers), so the teacher's offsets are
-    moved back by that half-pixel term to say where the point lies in the student's cells."""
-    upsampled, _, shift = codec.upsample(images, teacher.input_size)
+def read_by_teacher(teacher: SmallNet, images: torch.Tensor, student: SmallNet) -> codec.HeadOutput:
+    """A teacher's maps of the student's batch, on the student's head grid. A teacher of a
+    larger input reads the batch upsampled (bicubic), so it sees only what the student sees;
+    upsampling by f moves a point at student pixel p to f * p + (f - 1) / 2 (pixel centres at
+    integers), which the teacher's offsets are moved back by. Where the grids differ (an 80-px
+    net's 10x10 cells, the 128-px default's 8x8), `codec.regrid` bins the teacher's readings
+    into the student's cells."""
+    upsampled, factor, shift = codec.upsample(images, teacher.input_size)
     out = teacher.forward_maps(upsampled)
+    cells = student.input_size // student.stride
+    if out.scores.shape[-2:] != (cells, cells):
+        return codec.regrid(out, cells, student.stride, factor, shift)
     return replace(out, offsets=out.offsets - shift / out.stride) if shift else out
 
 
-def _check_head_grids(student: SmallNet, teacher: SmallNet, name) -> None:
-    """Cell- and feature-level targets need the same head grid (input size / head stride)."""
-    student_cells, teacher_cells = student.input_size // student.stride, teacher.input_size // teacher.stride
-    if student_cells != teacher_cells:
+def _check_teacher(student: SmallNet, teacher: SmallNet, name) -> None:
+    """A teacher reads the student's crops at its own input size, upsampled, never smaller."""
+    if teacher.input_size < student.input_size:
         raise ValueError(
-            f"distillation teacher {name}: its head grid is {teacher_cells}x{teacher_cells} cells "
-            f"({teacher.input_size} px / stride {teacher.stride}), the student's {student_cells}x{student_cells} "
-            f"({student.input_size} px / stride {student.stride}); choose the student's input size or "
-            f"model.net.head_stride so that the grids match"
+            f"distillation teacher {name}: its input ({teacher.input_size} px) is smaller than the "
+            f"student's ({student.input_size} px); a teacher reads the student's crops upsampled, not shrunk"
         )
 
 
