@@ -368,7 +368,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
             run_dir = next(a for a in c if a.startswith("hydra.run.dir="))
             trains[Path(run_dir.split("=", 1)[1]).name] = [a for a in c[2:] if not a.startswith(("hydra.", "trainer."))]
     scratch = {"S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P", "H96", "H64", "A64", "B64", "H80"}
-    restarts = {"W0", "W3", "W10", "H96R", "H64R", "B64R", "Q64", "QH64", "QH64R", "QH96R", "QB64R", "H80R", "B64KD"}
+    restarts = {"W0", "W3", "W10", "H96R", "H64R", "B64R", "Q64", "QH64", "QH64R", "QH96R", "QB64R", "H80R", "B64KD", "H80KD"}
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
         sources = make_cfg(overrides, tiny=False).data.sources
@@ -389,6 +389,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "QB64R": "B64R",
         "H80R": "H80",
         "B64KD": "B64",
+        "H80KD": "H80",
     }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
@@ -396,9 +397,9 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         deployed = {"reparam": False, "norm": False} if name.startswith("Q") else {}
         assert not network_difference({**origin.model.net, **deployed}, {**cfg.model.net}), name
         assert (cfg.model.quant_aware is not None) == name.startswith("Q")
-        # the one taught restart: by the shipped default, with the head's features
+        # the taught restarts: by the shipped default, with the head's features
         taught = cfg.model.distill and (cfg.model.distill.teacher, cfg.model.distill.features)
-        assert taught == (("smallnet_300w", 1.0) if name == "B64KD" else None), name
+        assert taught == (("smallnet_300w", 1.0) if name.endswith("KD") else None), name
 
 
 def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, capsys):
