@@ -368,7 +368,22 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
             run_dir = next(a for a in c if a.startswith("hydra.run.dir="))
             trains[Path(run_dir.split("=", 1)[1]).name] = [a for a in c[2:] if not a.startswith(("hydra.", "trainer."))]
     scratch = {"S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P", "H96", "H64", "A64", "B64", "H80"}
-    restarts = {"W0", "W3", "W10", "H96R", "H64R", "B64R", "Q64", "QH64", "QH64R", "QH96R", "QB64R", "H80R", "B64KD", "H80KD"}
+    restarts = {
+        "W0",
+        "W3",
+        "W10",
+        "H96R",
+        "H64R",
+        "B64R",
+        "Q64",
+        "QH64",
+        "QH64R",
+        "QH96R",
+        "QB64R",
+        "H80R",
+        "B64KD",
+        "H80KD",
+    }
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
         sources = make_cfg(overrides, tiny=False).data.sources
