@@ -138,7 +138,7 @@ def regrid(out: HeadOutput, cells: int, stride: int, factor: float = 1.0, shift:
     / factor: `upsample`'s map); the student's cell distribution is the mixture's mass in each of
     its cells (the edge cells reach out, as `encode` clamps), its offsets the mixture's mean
     within the cell, its features the teacher's resampled (bilinear). Neighbour maps are left out."""
-    b, k, h, w = out.scores.shape
+    h, w = out.scores.shape[-2:]
     prob = out.scores.flatten(2).softmax(-1)  # (B, K, J)
     scale = out.stride / factor / stride  # teacher cell units -> student cell units
     reading = out.offsets.flatten(3).transpose(2, 3) + _cell_centres(h, w, out.scores.device)  # (B, K, J, 2)
@@ -160,10 +160,12 @@ def regrid(out: HeadOutput, cells: int, stride: int, factor: float = 1.0, shift:
     mean_y = torch.einsum("bkj,bkjc,bkjr->bkrc", prob, mass[0], mass[1] * mean[1]) / cell_mass
     middle = edges[:-1] + 0.5
     offsets = torch.stack([mean_x - middle, mean_y - middle[:, None]], dim=2)  # (B, K, 2, H', W')
-    log_spread = spread.log().mean(-1) if out.log_delta.shape[2] == 1 else None
-    per_axis = [spread[..., a].log() for a in (0, 1)] if log_spread is None else [log_spread]
+    log_spread = spread.log()  # (B, K, J, 2); one delta per cell where the teacher has one
+    if out.log_delta.shape[2] == 1:
+        log_spread = log_spread.mean(-1, keepdim=True)
     log_delta = torch.stack(
-        [torch.einsum("bkj,bkjc,bkjr->bkrc", prob * d, mass[0], mass[1]) / cell_mass for d in per_axis], dim=2
+        [torch.einsum("bkj,bkjc,bkjr->bkrc", prob * d, mass[0], mass[1]) / cell_mass for d in log_spread.unbind(-1)],
+        dim=2,
     )
     features = out.features
     if features is not None:
