@@ -286,3 +286,19 @@ def test_bench_speed_architectures_build_on_the_shipped_default_only():
     assert net.config["widths"] == [24, 48, 96, 160] and arch["width_mult"] == 1.0
     assert count_macs(net) == pytest.approx(0.098e9, rel=0.02)
     assert count_params(net) == pytest.approx(0.72e6, rel=0.02)
+
+
+def test_bench_speed_front_takes_float_and_int8_points_alike(tmp_path):
+    """On AVX2 float is often the faster path: the front is drawn over both, so a float point
+    that beats every int8 one is on it."""
+    from smallnet_lit.tools.bench_speed import pareto_front, plot_front
+
+    points = [(0.91, 3.51), (0.97, 3.53), (0.49, 3.83), (0.50, 3.86), (3.9, 3.19), (4.1, 3.19), (2.0, 3.6)]
+    assert pareto_front(points) == [(0.49, 3.83), (0.91, 3.51), (3.9, 3.19)]
+    rows = [
+        ("near-a", 0.036, {"float": 0.49, "int8": 0.50}, {"float": 0.0383, "int8": 0.0386}),
+        ("near-b", 0.036, {"float": 0.49, "int8": 0.50}, {"float": 0.0385, "int8": 0.0385}),
+        ("big", 0.396, {"float": 3.9, "int8": 4.1}, {"float": 0.0319, "int8": 0.0319}),
+    ]
+    plot_front(rows, tmp_path / "front.png", "test machine")
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
