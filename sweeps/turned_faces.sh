@@ -105,6 +105,10 @@ run H80KD +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${A
 # B64KD fine-tuned quantization-aware for its int8 export, as QB64R.
 run QB64KD +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 \
   init_from="$OUT/B64KD/checkpoints/last.ckpt" "${QAT[@]}"
+# B64KD restarted once more under the same teacher, 40 epochs. Its pair: B64KD.
+run B64KD2 +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}" \
+  $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 init_from="$OUT/B64KD/checkpoints/last.ckpt" \
+  trainer.max_epochs=40 model.optimizer.lr=0.0005
 # H80KD restarted once more under the same teacher (a longer taught schedule). Its pair: H80KD.
 run H80KD2 +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}" \
   $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8 init_from="$OUT/H80KD/checkpoints/last.ckpt" \
@@ -125,7 +129,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30

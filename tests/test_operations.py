@@ -385,6 +385,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80KD",
         "H80KD2",
         "QB64KD",
+        "B64KD2",
     }
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
@@ -409,6 +410,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80KD": "H80",
         "H80KD2": "H80KD",
         "QB64KD": "B64KD",
+        "B64KD2": "B64KD",
     }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
