@@ -92,27 +92,22 @@ run QB64R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 
 run H80 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8
 run H80R +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8 \
   init_from="$OUT/H80/checkpoints/last.ckpt" trainer.max_epochs=60 model.optimizer.lr=0.0005
-# B64's restart taught by the 128-px default (smallnet_300w reads the 64-px batch upsampled: the
-# same 8x8 head grid): cells, offsets and the head's features. Its pair: B64R, the same restart untaught.
-run B64KD +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}" \
-  $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 init_from="$OUT/B64/checkpoints/last.ckpt" \
-  trainer.max_epochs=60 model.optimizer.lr=0.0005
-# H80's restart taught the same way: the default's 8x8 readings binned into H80's 10x10 cells
-# (codec.regrid). Its pair: H80R.
-run H80KD +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}" \
-  $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8 init_from="$OUT/H80/checkpoints/last.ckpt" \
-  trainer.max_epochs=60 model.optimizer.lr=0.0005
+# The taught restarts: the shipped default teaches (cells, offsets and the head's features) on the
+# student's own pixels, which it reads upsampled to its 128 px.
+TAUGHT=(+experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}")
+B64_NET=($(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8)
+H80_NET=($(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8)
+restart() { echo "init_from=$OUT/$1/checkpoints/last.ckpt trainer.max_epochs=$2 model.optimizer.lr=0.0005"; }
+# B64's restart (the default's own 8x8 head grid). Its pair: B64R, the same restart untaught.
+run B64KD "${TAUGHT[@]}" "${B64_NET[@]}" $(restart B64 60)
+# H80's restart: the default's 8x8 readings binned into H80's 10x10 cells (codec.regrid). Its pair: H80R.
+run H80KD "${TAUGHT[@]}" "${H80_NET[@]}" $(restart H80 60)
 # B64KD fine-tuned quantization-aware for its int8 export, as QB64R.
-run QB64KD +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 \
+run QB64KD +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" "${B64_NET[@]}" \
   init_from="$OUT/B64KD/checkpoints/last.ckpt" "${QAT[@]}"
-# B64KD restarted once more under the same teacher, 40 epochs. Its pair: B64KD.
-run B64KD2 +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}" \
-  $(net 64 [16,32,96,144] [2,3,4,2]) model.net.head_stride=8 init_from="$OUT/B64KD/checkpoints/last.ckpt" \
-  trainer.max_epochs=40 model.optimizer.lr=0.0005
-# H80KD restarted once more under the same teacher (a longer taught schedule). Its pair: H80KD.
-run H80KD2 +experiment=faces68_rep "${SPLIT[@]}" +model.distill.features=1.0 "${ALL_PROFILED[@]}" \
-  $(net 80 [24,48,96,160] [2,3,4,2]) model.net.head_stride=8 init_from="$OUT/H80KD/checkpoints/last.ckpt" \
-  trainer.max_epochs=60 model.optimizer.lr=0.0005
+# Each restarted once more under the same teacher (a longer taught schedule). Their pairs: B64KD, H80KD.
+run B64KD2 "${TAUGHT[@]}" "${B64_NET[@]}" $(restart B64KD 40)
+run H80KD2 "${TAUGHT[@]}" "${H80_NET[@]}" $(restart H80KD 60)
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
