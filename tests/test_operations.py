@@ -386,6 +386,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80KD2",
         "QB64KD",
         "B64KD2",
+        "H80KD3",
     }
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
@@ -411,6 +412,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80KD2": "H80KD",
         "QB64KD": "B64KD",
         "B64KD2": "B64KD",
+        "H80KD3": "H80KD2",
     }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
