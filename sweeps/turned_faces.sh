@@ -108,8 +108,12 @@ run QB64KD +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" "${B64_N
 # Each restarted once more under the same teacher (a longer taught schedule). Their pairs: B64KD, H80KD.
 run B64KD2 "${TAUGHT[@]}" "${B64_NET[@]}" $(restart B64KD 40)
 run H80KD2 "${TAUGHT[@]}" "${H80_NET[@]}" $(restart H80KD 60)
-# H80KD2 restarted a third time the same way (its pair: H80KD2).
+# H80KD2 restarted a third and a fourth time the same way (their pairs: H80KD2, H80KD3), and
+# H80KD4 fine-tuned quantization-aware for its int8 export, as QB64KD.
 run H80KD3 "${TAUGHT[@]}" "${H80_NET[@]}" $(restart H80KD2 60)
+run H80KD4 "${TAUGHT[@]}" "${H80_NET[@]}" $(restart H80KD3 45)
+run QH80KD4 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" "${H80_NET[@]}" \
+  init_from="$OUT/H80KD4/checkpoints/last.ckpt" "${QAT[@]}"
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -126,7 +130,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2" "H80KD4 H80KD3"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30

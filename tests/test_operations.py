@@ -387,6 +387,8 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "QB64KD",
         "B64KD2",
         "H80KD3",
+        "H80KD4",
+        "QH80KD4",
     }
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
@@ -413,6 +415,8 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "QB64KD": "B64KD",
         "B64KD2": "B64KD",
         "H80KD3": "H80KD2",
+        "H80KD4": "H80KD3",
+        "QH80KD4": "H80KD4",
     }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
