@@ -20,6 +20,7 @@
 #   A64 / B64:     H64 cut to half PFLD-GhostOne's latency on an AVX2-only CPU (2026-12-02, fifth
 #                  session): 1-2-4-2 convs (0.037 GMACs) / 16-32-96-144 channels (0.036); B64R:
 #                  B64 restarted as H64R
+#   D128:          the default-size net (0.40 GMACs) from scratch with S3's profiled faces (2026-12-03)
 # then the final epoch of each on the three validations of the table, and the paired intervals
 # (the Q runs are for int8: python -m smallnet_lit.tools.int8_check, docs/speed.md).
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
@@ -114,6 +115,10 @@ run H80KD3 "${TAUGHT[@]}" "${H80_NET[@]}" $(restart H80KD2 60)
 run H80KD4 "${TAUGHT[@]}" "${H80_NET[@]}" $(restart H80KD3 45)
 run QH80KD4 +experiment=faces68_rep "${SCRATCH[@]}" "${ALL_PROFILED[@]}" "${H80_NET[@]}" \
   init_from="$OUT/H80KD4/checkpoints/last.ckpt" "${QAT[@]}"
+# The default-size net (faces68's 0.40 GMACs at 128 px) from scratch with S3's profiled faces, 100
+# epochs: issue 20's turned-face model, and a teacher that never saw the held-out turned faces.
+# Its pair: H80 (the same recipe at 0.077 GMACs).
+run D128 +experiment=faces68 "${SCRATCH[@]}" "${ALL_PROFILED[@]}" trainer.max_epochs=100
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -130,7 +135,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2" "H80KD4 H80KD3"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2" "H80KD4 H80KD3" "D128 H80"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30

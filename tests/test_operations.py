@@ -367,7 +367,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         if c[:2] == ["-m", "smallnet_lit.train"]:
             run_dir = next(a for a in c if a.startswith("hydra.run.dir="))
             trains[Path(run_dir.split("=", 1)[1]).name] = [a for a in c[2:] if not a.startswith(("hydra.", "trainer."))]
-    scratch = {"S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P", "H96", "H64", "A64", "B64", "H80"}
+    scratch = {"S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P", "H96", "H64", "A64", "B64", "H80", "D128"}
     restarts = {
         "W0",
         "W3",
@@ -427,6 +427,10 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         # the taught restarts: by the shipped default, with the head's features
         taught = cfg.model.distill and (cfg.model.distill.teacher, cfg.model.distill.features)
         assert taught == (("smallnet_300w", 1.0) if "KD" in name and not name.startswith("Q") else None), name
+    # D128: the shipped default's network from scratch, untaught (the teacher saw the held-out turned faces)
+    d128 = make_cfg(trains["D128"], tiny=False).model
+    net = (d128.net.input_size, d128.net.widths, d128.net.depths, d128.net.reparam)
+    assert net == (128, [32, 64, 128, 224], [3, 4, 4, 2], False) and d128.distill is None
 
 
 def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, capsys):
