@@ -389,15 +389,24 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80KD3",
         "H80KD4",
         "QH80KD4",
+        "H80RY",
+        "H80RV",
     }
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
         sources = make_cfg(overrides, tiny=False).data.sources
         profiled = {k: Path(v.root) for k, v in sources.items() if k.startswith("profiled")}
-        expected = {"W0": 0, "S0": 0, "W3": 2, "W10": 2}.get(name, 3)
+        expected = {"W0": 0, "S0": 0, "W3": 2, "W10": 2, "H80RV": 5}.get(name, 3)
         assert len(profiled) == expected, (name, profiled)
         folder = "prof-nopitch" if name == "T64NP" else "prof"
+        video = {k: profiled.pop(k) for k in ("profiled300wv", "profiledlfpwv") if k in profiled}
         assert all(root.parent == tmp_path / folder for root in profiled.values()), (name, profiled)
+        assert all(root.parent == tmp_path / "prof-video" for root in video.values()), (name, video)
+        weights = {k: v.weight for k, v in sources.items() if k.startswith("profiled")}
+        if name == "H80RY":  # the profiled video frames five times as often
+            assert weights == {"profiled300w": 0.3, "profiledlfpw": 0.3, "profiledytf": 0.5}
+        if name == "H80RV":  # video-like studio faces beside the sharp ones
+            assert weights["profiled300wv"] == weights["profiledlfpwv"] == 0.3 and weights["profiledytf"] == 0.1
     # Restarts and quantization-aware runs start from the sweep's run of the same network.
     starts = {
         "H96R": "H96",
@@ -417,6 +426,8 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80KD3": "H80KD2",
         "H80KD4": "H80KD3",
         "QH80KD4": "H80KD4",
+        "H80RY": "H80",
+        "H80RV": "H80",
     }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
