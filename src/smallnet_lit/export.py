@@ -2,6 +2,7 @@
 
 smallnet-export CKPT [--onnx model.onnx] [--torchscript model.pt] [--slim small.ckpt]
                      [--onnx-int8 model_int8.onnx --calibration FACES_DIR]
+                     [--error-calibration error_calibration.json] [--label-offset label_offset.json]
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="with --slim: store this error_calibration.json (written by eval) for predicted_nme",
     )
+    p.add_argument(
+        "--label-offset",
+        type=Path,
+        help="store this label_offset.json (written by eval; fit it on split=train) in the model's protocol: "
+        "photo pixels added to every point, in the --slim checkpoint and the ONNX metadata",
+    )
     args = p.parse_args(argv)
     if not (args.onnx or args.torchscript or args.slim or args.onnx_int8):
         p.error("give --onnx PATH, --torchscript PATH, --onnx-int8 PATH and/or --slim PATH")
@@ -54,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
             float(error_calibration["a"]), float(error_calibration["b"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             p.error(f"--error-calibration {args.error_calibration}: not an eval error_calibration.json ({e})")
+    label_offset = None
+    if args.label_offset:
+        try:
+            fitted = json.loads(args.label_offset.read_text())
+            label_offset = {"offset_x": float(fitted["offset_x"]), "offset_y": float(fitted["offset_y"])}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            p.error(f"--label-offset {args.label_offset}: not an eval label_offset.json ({e})")
+        if not all(abs(v) < 10 for v in label_offset.values()):
+            p.error(f"--label-offset {args.label_offset}: {label_offset} px is no annotation convention; check the fit")
     if args.calibration_faces < 1:
         p.error(f"--calibration-faces must be at least 1, got {args.calibration_faces}")
     # Output folders are made (or refused) before the model is loaded and int8 calibrated.
@@ -75,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 2
     # The model's crop protocol travels with it; so does its error calibration.
-    metadata = {k: str(v) for k, v in module.protocol.items()}
+    metadata = {k: str(v) for k, v in {**module.protocol, **(label_offset or {})}.items()}
     if stored := module.hparams.get("error_calibration"):
         metadata["error_calibration"] = json.dumps(stored)
     if args.onnx:
@@ -83,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.torchscript:
         log.info("wrote %s", export_torchscript(module.net, args.torchscript))
     if args.slim:
-        log.info("wrote %s", export_slim(args.checkpoint, args.slim, args.decode, error_calibration))
+        log.info("wrote %s", export_slim(args.checkpoint, args.slim, args.decode, error_calibration, label_offset))
     if args.onnx_int8:
         try:
             crops = calibration_crops(args.calibration, module.net.input_size, args.calibration_faces)

@@ -32,8 +32,10 @@ class AnnotatedFaces(FaceSource):
         cache: CacheConfig | dict | None = None,
         attribute_names: tuple[str, ...] = (),
         problems: ProblemLog | None = None,
+        flip_offset: float = 0.0,
     ) -> None:
         self._scheme = scheme
+        self.flip_offset = float(flip_offset)
         self.name = name
         self.attribute_names = tuple(attribute_names)
         self.cache = cache if isinstance(cache, CacheConfig) else CacheConfig(**(cache or {}))
@@ -58,8 +60,11 @@ class AnnotatedFaces(FaceSource):
     def load(self, index: int) -> FaceSample:
         rec = self.records[index]
         if self._cache is not None:
-            return self._cache.load(index, rec)
-        return FaceSample(read_image(rec.image_path), rec.points, rec.key, rec.box, rec.attributes)
+            sample = self._cache.load(index, rec)
+        else:
+            sample = FaceSample(read_image(rec.image_path), rec.points, rec.key, rec.box, rec.attributes)
+        sample.flip_offset = self.flip_offset
+        return sample
 
     def photo(self, index: int) -> np.ndarray | None:
         return read_image(self.records[index].image_path) if self._cache is not None else None

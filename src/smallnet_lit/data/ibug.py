@@ -98,7 +98,8 @@ class IbugFaces(AnnotatedFaces):
     a photo go to the same side). `turned_to_val`: degrees; every photo (identity, for video
     frames) with a face whose head yaw is at least this (the 3D fit of `mean_face`,
     data.profiling) goes to the validation side as well: a large-pose validation from the few
-    real turned faces there are, at the cost of training on them (the count is logged)."""
+    real turned faces there are, at the cost of training on them (the count is logged).
+    `flip_offset`: photo pixels the files place points right of the mirror axis (FaceSample)."""
 
     def __init__(
         self,
@@ -114,6 +115,7 @@ class IbugFaces(AnnotatedFaces):
         name: str | None = None,
         turned_to_val: float | None = None,
         mean_face: str | Path | None = None,
+        flip_offset: float = 0.0,
     ) -> None:
         root = Path(root).expanduser()
         if not root.is_dir():
@@ -161,7 +163,7 @@ class IbugFaces(AnnotatedFaces):
                 f"photos named by photo_suffix={photo_suffix!r})"
             )
         self.split_groups = sorted({photo_group(Path(r.origin), root, photo_suffix) for r in records})
-        super().__init__(records, IBUG68, f"{name}-{split}", on_bad_sample, cache, (), problems)
+        super().__init__(records, IBUG68, f"{name}-{split}", on_bad_sample, cache, (), problems, flip_offset)
 
 
 def _glob_match(rel: Path, pattern: str) -> bool:

@@ -8,6 +8,7 @@ sources apart, so NME is reported per source as well as overall.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.faces import FaceSample, FaceSource
 from smallnet_lit.data.ibug import PHOTO_SUFFIX, IbugFaces
 from smallnet_lit.model.landmarks import LandmarkScheme
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +42,11 @@ class SourceSpec:
     # Degrees: photos with a face turned this much validate instead of training (IbugFaces).
     turned_to_val: float | None = None
     mean_face: str | None = None
+    # Photo pixels the files place points right of the pixel grid's mirror axis: flips keep
+    # them there (FaceSample.flip_offset). Measured as minus the x bias (eval's bias_x_px) of a
+    # model trained with flips and offset 0. None: a generated folder takes the offset of the
+    # mix source it was made from (scaled as its images were), any other folder 0.
+    flip_offset: float | None = None
 
 
 class SourceMix(FaceSource):
@@ -98,6 +106,7 @@ def ibug_mix(
     specs = {name: s if isinstance(s, SourceSpec) else SourceSpec(**s) for name, s in sources.items()}
     if split == "train":
         check_generated_splits(specs)
+    offsets = flip_offsets(specs)
     built = {}
     for name, spec in specs.items():
         if spec.weight < 0:
@@ -120,10 +129,34 @@ def ibug_mix(
                 name,
                 spec.turned_to_val,
                 spec.mean_face,
+                offsets[name],
             )
         except (FileNotFoundError, BadInputError) as e:
             raise type(e)(f"data source {name!r}: {e}") from None
+        if spec.flip_offset is None and offsets[name]:
+            log.info("data source %r: flip offset %.3g px, that of the source it was made from", name, offsets[name])
     return SourceMix(built, {n: specs[n].weight for n in built})
+
+
+def flip_offsets(specs: Mapping[str, SourceSpec]) -> dict[str, float]:
+    """Each source's flip offset: its own, else that of the mix source its profiling.json names
+    (times the record's mean image scale for shrunk copies, tools.degrade_faces), else 0."""
+    real = {Path(s.root).expanduser().resolve(): s for s in specs.values() if s.flip_offset is not None}
+    offsets = {}
+    for name, spec in specs.items():
+        offsets[name] = 0.0 if spec.flip_offset is None else float(spec.flip_offset)
+        record = Path(spec.root).expanduser() / "profiling.json"
+        if spec.flip_offset is not None or not record.is_file():
+            continue
+        try:
+            made = json.loads(record.read_text())
+            origin = real.get(Path(made["source"]).expanduser().resolve())
+            scale = float(made.get("degraded", {}).get("scale_mean", 1.0))
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadInputError.at(record, None, f"unreadable profiling record ({e})") from None
+        if origin is not None:
+            offsets[name] = float(origin.flip_offset) * scale
+    return offsets
 
 
 # The SourceSpec fields that decide a split; tools.profile_faces records them under the same names.

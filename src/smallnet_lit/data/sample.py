@@ -28,6 +28,10 @@ class FaceSample:
     attributes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     # When `image` is a cached crop: the 2x3 map from its pixels to the original photo's.
     to_photo: np.ndarray | None = None
+    # Photo pixels the annotation files place points right of the pixel grid's mirror axis
+    # (a convention offset of the files, data.sources.NAME.flip_offset): a flipped face keeps
+    # its points that far right, so flips teach the files' convention, not its mirror image.
+    flip_offset: float = 0.0
 
 
 class FaceSource(abc.ABC):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from smallnet_lit.model.checkpoints import read_checkpoint, resolve_model
+from smallnet_lit.model.checkpoints import model_protocol, read_checkpoint, resolve_model
 from smallnet_lit.model.net import SmallNet
 
 
@@ -168,7 +168,13 @@ def export_torchscript(net: SmallNet, path: Path) -> Path:
     return path
 
 
-def export_slim(checkpoint: Path, path: Path, decode: str | None = None, error_calibration: dict | None = None) -> Path:
+def export_slim(
+    checkpoint: Path,
+    path: Path,
+    decode: str | None = None,
+    error_calibration: dict | None = None,
+    label_offset: dict | None = None,
+) -> Path:
     """Weights and hyperparameters only (no optimizer or loop state): the file that ships
     with the package; `LandmarkModule.load_from_checkpoint` reads it as usual."""
     full = read_checkpoint(resolve_model(checkpoint))
@@ -185,6 +191,8 @@ def export_slim(checkpoint: Path, path: Path, decode: str | None = None, error_c
         hparams["net"] = {**hparams["net"], "decode": decode}
     if error_calibration is not None:  # predicted_nme of every face (model.uncertainty)
         hparams["error_calibration"] = error_calibration
+    if label_offset is not None:  # the training files' convention (checkpoints.PROTOCOL_DEFAULTS)
+        hparams["protocol"] = {**model_protocol(hparams), **label_offset}
     slim["hyper_parameters"] = hparams
     torch.save(slim, path)
     return path

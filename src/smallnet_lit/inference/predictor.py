@@ -100,6 +100,8 @@ class LandmarkPredictor:
             protocol = loaded.protocol
         self.protocol = {**protocol, **({} if crop_scale is None else {"crop_scale": float(crop_scale)})}
         self.crop = CropConfig(scale=self.protocol["crop_scale"], use_given_box=True)
+        # photo pixels added to every point: the training files' convention (checkpoints.PROTOCOL_DEFAULTS)
+        self.offset = np.array([self.protocol["offset_x"], self.protocol["offset_y"]])
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalized (B, 3, S, S) float32 -> points (B, K, 2), sigma (B, K), confidence (B, K) in input pixels."""
@@ -132,7 +134,8 @@ class LandmarkPredictor:
         for i, box in enumerate(landmark_boxes):
             inv = inverses[i]
             scale = float(np.sqrt(abs(np.linalg.det(inv[:, :2]))))
-            faces.append(FaceLandmarks(np.asarray(box, float), apply_affine(inv, points[i]), sigma[i] * scale, conf[i]))
+            photo_points = apply_affine(inv, points[i]) + self.offset
+            faces.append(FaceLandmarks(np.asarray(box, float), photo_points, sigma[i] * scale, conf[i]))
         if self.error_calibration and faces:
             u = face_uncertainty(
                 np.stack([f.points for f in faces]), np.stack([f.sigma for f in faces]), self.scheme.eye_corners

@@ -8,7 +8,8 @@ that `data=faces68` can take as a train-only source.
 
 SRC must be a generated folder (it holds profiling.json): a real folder also holds validation
 faces, which must not train as copies. OUT/profiling.json keeps SRC's record (its source and
-split, so the mix's split check still applies) with a `degraded` section added.
+split, so the mix's split check still applies) with a `degraded` section added (with the mean
+image scale, by which the source's flip offset shrinks).
 Method: smallnet_lit.data.degrade."""
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--face-px", type=float, nargs=2, default=VideoLike.face_px, metavar=("LOW", "HIGH"),
                    help="face size (bounding-box diagonal, px) after shrinking, drawn log-uniformly")  # fmt: skip
     p.add_argument("--blur", type=float, default=VideoLike.blur, help="chance of a Gaussian blur")
-    p.add_argument("--jpeg", type=int, nargs=2, default=VideoLike.jpeg, metavar=("LOW", "HIGH"), help="JPEG quality range")
+    p.add_argument(
+        "--jpeg", type=int, nargs=2, default=VideoLike.jpeg, metavar=("LOW", "HIGH"), help="JPEG quality range"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--contact-sheet", type=int, default=48, metavar="N", help="faces on OUT/contact_sheet.jpg (0: none)")
+    p.add_argument(
+        "--contact-sheet", type=int, default=48, metavar="N", help="faces on OUT/contact_sheet.jpg (0: none)"
+    )
     args = p.parse_args(argv)
     try:
         how = VideoLike(tuple(args.face_px), args.blur, VideoLike.blur_sigma, tuple(args.jpeg))
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from smallnet_lit.model.landmarks import IBUG68
 
     args.out.mkdir(parents=True, exist_ok=True)
-    tiles, skipped, sizes, qualities = [], {}, [], []
+    tiles, skipped, sizes, qualities, scales = [], {}, [], [], []
     for index, rec in enumerate(tqdm(faces.records, desc="degrading", unit="face")):
         rng = np.random.default_rng([args.seed, index])
         try:
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         write_pts(target.with_suffix(".pts"), frame.points)
         sizes.append(face_size(frame.points))
         qualities.append(frame.quality)
+        scales.append(frame.scale)
         if len(tiles) < args.contact_sheet:
             written = read_image(target)  # as training will see it: compressed
             tiles.append((draw_landmarks(written, frame.points, scheme=IBUG68), f"{target.stem} q{frame.quality}"))
@@ -100,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "face_px_percentiles_10_50_90": np.percentile(sizes, [10, 50, 90]).round(1).tolist() if sizes else [],
         "jpeg_quality_mean": round(float(np.mean(qualities)), 1) if qualities else None,
+        # A flip offset of the source files shrinks with the images (data.mix.flip_offsets).
+        "scale_mean": round(float(np.mean(scales)), 4) if scales else 1.0,
     }
     (args.out / RECORD).write_text(json.dumps(record, indent=1))
     if tiles:

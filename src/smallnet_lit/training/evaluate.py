@@ -41,34 +41,52 @@ def to_photo(points: torch.Tensor, sigma: torch.Tensor, affine: torch.Tensor) ->
     return photo, sigma * scale[:, None]
 
 
-def average_with_flip(model: LandmarkModule, images: torch.Tensor, points: torch.Tensor, sigma: torch.Tensor):
+def average_with_flip(
+    model: LandmarkModule,
+    images: torch.Tensor,
+    points: torch.Tensor,
+    sigma: torch.Tensor,
+    mirror_shift: torch.Tensor | None = None,
+):
     """Mean of the predictions on the crop and on its mirror image (mapped back with the
-    scheme's flip permutation)."""
+    scheme's flip permutation). `mirror_shift` (B,): the sources' flip offsets in these
+    images' pixels; a model that learned them reads the mirror image that far left."""
     f_points, f_sigma = model(images.flip(-1))
     f_points = model.scheme.flip_points(f_points, images.shape[-1])
+    if mirror_shift is not None:
+        f_points[..., 0] += 2 * mirror_shift.to(f_points)[:, None]
     f_sigma = f_sigma[:, torch.as_tensor(model.scheme.flip_permutation, device=images.device)]
     return (points + f_points) / 2, (sigma + f_sigma) / 2
 
 
 @torch.no_grad()
 def predict_split(
-    model: LandmarkModule, loader: DataLoader, metrics: FaceAlignmentMetrics, device: str, flip_test: bool = False
+    model: LandmarkModule,
+    loader: DataLoader,
+    metrics: FaceAlignmentMetrics,
+    device: str,
+    flip_test: bool = False,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[list[dict], dict[str, float]]:
     """Predict every face of the loader into `metrics`; return one JSON row per face and
-    the uncertainty calibration over all points."""
+    the uncertainty calibration over all points. `offset`: photo pixels added to every point
+    (the model's protocol offset_x / offset_y)."""
     rows, errors, sigmas = [], [], []
     for batch in tqdm(loader, desc="evaluating", unit="batch"):
         # crops smaller than the model's input (eval's read_size) are read upsampled
         images, factor, shift = codec.upsample(batch["image"].to(device), model.net.input_size)
         points, sigma = model(images)
         if flip_test:
-            points, sigma = average_with_flip(model, images, points, sigma)
+            shift_px = batch["mirror_shift"].to(device) * factor if "mirror_shift" in batch else None
+            points, sigma = average_with_flip(model, images, points, sigma, shift_px)
         points, sigma = (points - shift) / factor, sigma / factor  # in the crop's pixels
         pred, pred_sigma = to_photo(points.cpu(), sigma.cpu(), batch["to_photo"])
+        pred = pred + torch.tensor(offset, dtype=pred.dtype)
         truth, _ = to_photo(batch["points"], torch.zeros(batch["points"].shape[:2]), batch["to_photo"])
         metrics.update(pred, truth, batch["attributes"], batch["source"])
         nme = metrics.nme[-1]
         errors.append((pred - truth).norm(dim=-1).numpy())
+        offsets = (pred - truth).mean(dim=1).numpy().astype(np.float64)  # photo pixels, per face
         sigmas.append(pred_sigma.numpy())
         for i, key in enumerate(batch["key"]):
             rows.append(
@@ -79,6 +97,8 @@ def predict_split(
                     "points": np.round(pred[i].numpy().astype(np.float64), 2).tolist(),
                     "sigma": np.round(pred_sigma[i].numpy().astype(np.float64), 3).tolist(),
                     "nme": round(float(nme[i]), 6),
+                    # mean signed error (prediction - truth) of its points, photo pixels
+                    "offset_px": np.round(offsets[i], 3).tolist(),
                     "uncertainty": float(
                         face_uncertainty(pred[i].numpy(), pred_sigma[i].numpy(), model.scheme.eye_corners)
                     ),
@@ -161,6 +181,35 @@ def yaw_report(
     return result
 
 
+def bias_report(rows: list[dict], groups: np.ndarray, sources: list[str], split: str) -> dict[str, float]:
+    """Mean signed error in photo pixels (prediction - truth), x and y, over all faces and per
+    source. A convention offset of the annotation files shows here: a model trained with flips
+    cannot learn an x offset and reads about that many pixels left of them (bias_x_px < 0);
+    set the source's flip_offset to minus it (docs/data.md, "Flip offset")."""
+    offsets = np.array([row["offset_px"] for row in rows]).reshape(-1, 2)
+    parts = {"": np.ones(len(rows), bool)} | {f"{name}/": groups == g for g, name in enumerate(sources)}
+    report = {}
+    for prefix, mask in parts.items():
+        if mask.any():
+            report[f"{split}/{prefix}bias_x_px"] = float(offsets[mask, 0].mean())
+            report[f"{split}/{prefix}bias_y_px"] = float(offsets[mask, 1].mean())
+    return report
+
+
+def write_label_offset(result: dict, offset: tuple[float, float], cfg: DictConfig, faces: int) -> None:
+    """label_offset.json: the protocol offset that cancels this split's mean signed error (the
+    model's own offset minus its bias). Fit it on the training split and store it with
+    `smallnet-export CKPT --slim OUT --label-offset label_offset.json` (docs/data.md)."""
+    fitted = {
+        "offset_x": round(offset[0] - result[f"{cfg.split}/bias_x_px"], 3),
+        "offset_y": round(offset[1] - result[f"{cfg.split}/bias_y_px"], 3),
+        "fitted_on": f"{cfg.ckpt_path} on the {cfg.split} split ({faces} faces)",
+    }
+    (Path(cfg.paths.output_dir) / "label_offset.json").write_text(json.dumps(fitted, indent=1))
+    if cfg.split != "train":
+        log.info("label_offset.json fitted on the %s split: fit the one to ship on split=train", cfg.split)
+
+
 def error_report(uncertainty, per_face, groups, hard, datamodule, cfg) -> dict[str, float]:
     """How well each face's predicted error (its sigma) tells failures, over all faces, per
     source and on the hard subset (`model.uncertainty.uncertainty_report`)."""
@@ -193,11 +242,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     loader = DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
     metrics = FaceAlignmentMetrics(model.scheme.eye_corners, cfg.fr_threshold, datamodule.attribute_names)
     log.info("evaluating %s on %d %s faces", cfg.ckpt_path, len(dataset), cfg.split)
-    rows, calibration = predict_split(model, loader, metrics, cfg.device, bool(cfg.get("flip_test")))
+    protocol = model_protocol(dict(model.hparams))
+    offset = (protocol["offset_x"], protocol["offset_y"])
+    rows, calibration = predict_split(model, loader, metrics, cfg.device, bool(cfg.get("flip_test")), offset)
 
     result = {f"{cfg.split}/{k}": float(v) for k, v in metrics.compute(sources).items()}
     result.update({f"{cfg.split}/{k}": float(v) for k, v in missed.items()})
     per_face, groups = metrics.per_face().numpy(), torch.cat(metrics.groups).numpy()
+    result.update(bias_report(rows, groups, sources, cfg.split))
+    write_label_offset(result, offset, cfg, len(rows))
     hard = hard_face_report(dataset.source, rows, per_face, cfg.split, result)
     predicted_error_report(model, rows, per_face, groups, hard, datamodule, cfg, result)
     yaws = face_yaws(dataset.source, model.scheme.num_points, cfg.get("mean_face"))
