@@ -23,6 +23,8 @@
 #   D128:          the default-size net (0.40 GMACs) from scratch with S3's profiled faces (2026-12-03)
 #   H80RY / H80RV: H80R with the profiled YouTube Faces copies at weight 0.5 (not 0.1) / with
 #                  video-like copies of the profiled 300-W and LFPW faces (tools.degrade_faces) at 0.3
+#                  (2026-12-03, eleventh session; stopped at epochs 34 / 29 of 60 for H80RF)
+#   H80RF:         H80R with the flip offset of the shared files (1 px, docs/data.md)
 # then the final epoch of each on the three validations of the table, and the paired intervals
 # (the Q runs are for int8: python -m smallnet_lit.tools.int8_check, docs/speed.md).
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
@@ -45,7 +47,7 @@ for name in 300w-train lfpw-train; do # the profiled studio faces shrunk and com
   [[ -f "$PROFILED-video/$name/profiling.json" ]] || python -m smallnet_lit.tools.degrade_faces "$PROFILED/$name" "$PROFILED-video/$name"
 done
 
-SPLIT=(data.turned_to_val=30)
+SPLIT=(data.turned_to_val=30 "${NOFLIP[@]}") # every run here before the flip offset, but H80RF
 source_at() { # source_at NAME FOLDER WEIGHT [EXTRA]: a train-only profiled source as an override
   echo "+data.sources.$1={root:$2,weight:$3,train_only:true${4-}}"
 }
@@ -131,6 +133,9 @@ H80R_RECIPE=(+experiment=faces68_rep "${SCRATCH[@]}" "${H80_NET[@]}" $(restart H
 run H80RY "${H80R_RECIPE[@]}" "${ALL_PROFILED[@]:0:2}" "$(source_at profiledytf "$PROFILED/ytf68-train" 0.5)"
 run H80RV "${H80R_RECIPE[@]}" "${ALL_PROFILED[@]}" "$(source_at profiled300wv "$PROFILED-video/300w-train" 0.3)" \
   "$(source_at profiledlfpwv "$PROFILED-video/lfpw-train" 0.3 ,photo_suffix:null)"
+# H80R with the flip offset: flipped faces keep the files' 1-px convention (their profiled copies
+# take it from their sources). Its pair: H80R.
+run H80RF "${H80R_RECIPE[@]}" "${ALL_PROFILED[@]}" "${FLIP[@]}"
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -147,7 +152,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2" "H80KD4 H80KD3" "D128 H80" "H80RY H80R" "H80RV H80R"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2" "H80KD4 H80KD3" "D128 H80" "H80RY H80R" "H80RV H80R" "H80RF H80R"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30
