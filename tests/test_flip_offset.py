@@ -126,6 +126,14 @@ def test_a_label_offset_moves_every_point_in_prediction_and_eval(checkpoint, mak
     after, _ = run_eval(make_cfg, tmp_path / "after", slim, data)
     assert after["all/bias_x_px"] == pytest.approx(before["all/bias_x_px"] + 1.25, abs=1e-3)
     assert after["all/bias_y_px"] == pytest.approx(before["all/bias_y_px"] - 0.5, abs=1e-3)
+    # The flip test: a model that learned the files' offset gets it back from the mirrored crop; one
+    # that carries it at its output does not (it read both crops alike), or it would count twice.
+    flip = lambda model, files: run_eval(  # noqa: E731
+        make_cfg, tmp_path / f"flip{files}{model.stem}", model, [*data, "flip_test=true", f"data.flip_offset={files}"]
+    )[0]["all/bias_x_px"]
+    plain_flip = flip(checkpoint, 0.0)
+    assert flip(checkpoint, 1.5) == pytest.approx(plain_flip + 1.5, abs=1e-3)
+    assert flip(slim, 1.5) == pytest.approx(plain_flip + 1.25, abs=1e-3)
     offset.write_text(json.dumps({"offset_x": 40.0, "offset_y": 0.0}))  # no convention: refused
     with pytest.raises(SystemExit):
         export_main([str(checkpoint), "--slim", str(tmp_path / "bad.ckpt"), "--label-offset", str(offset)])

@@ -70,9 +70,9 @@ def _is_torchscript(path: Path) -> bool:
 # benchmarks must reproduce. Stored in checkpoints (hyper_parameters["protocol"], written when
 # training starts) and in the ONNX metadata; checkpoints from before it used these values.
 # offset_x / offset_y: photo pixels added to every predicted point, the annotation files' own
-# convention. A net trained with flips reads faces mirror-symmetrically and cannot learn an x
-# offset of its files (the shared 300-W-format files sit about 1 px right); eval measures it on
-# the training split (label_offset.json) and smallnet-export --label-offset stores it.
+# convention. A net trained with flips and no flip offset reads faces mirror-symmetrically and
+# misses an x offset of its files (the shared 300-W-format files sit 1 px right): eval measures
+# it (bias_x_px, label_offset.json) and smallnet-export --label-offset stores it.
 PROTOCOL_DEFAULTS = {"crop_scale": 1.2, "pixel_mean": 127.5, "pixel_std": 64.0, "offset_x": 0.0, "offset_y": 0.0}
 
 

@@ -41,7 +41,15 @@ def prepare(out: Path, model: str, faces: Path, weight_bits: int = 7) -> None:
     np.save(out / "to_photo.npy", np.stack([it["to_photo"].numpy() for it in items]))
     np.save(out / "truth.npy", np.stack([it["points"].numpy() for it in items]))
     (out / "prepared.json").write_text(
-        json.dumps({"model": model, "faces": str(faces), "eye_corners": scheme.eye_corners})
+        json.dumps(
+            {
+                "model": model,
+                "faces": str(faces),
+                "eye_corners": scheme.eye_corners,
+                # the model's protocol offset (photo pixels), as eval and prediction add it
+                "offset": [loaded.protocol["offset_x"], loaded.protocol["offset_y"]],
+            }
+        )
     )
     print(f"prepared {len(items)} validation faces of {faces} and the exports of {model} in {out}")
 
@@ -68,8 +76,9 @@ def nme_of_runs(out: Path) -> dict[str, float]:
     t = apply_affine(affine, truth)
     iod = np.linalg.norm(t[:, a] - t[:, b], axis=-1)
     result = {"faces": len(t)}
+    offset = np.asarray(meta.get("offset", [0.0, 0.0]))  # prepared before offsets: none
     for f in sorted(out.glob("points_*.npy")):
-        errors = np.linalg.norm(apply_affine(affine, np.load(f)) - t, axis=-1).mean(-1)
+        errors = np.linalg.norm(apply_affine(affine, np.load(f)) + offset - t, axis=-1).mean(-1)
         result[f.stem[len("points_") :]] = float((errors / iod).mean())
     return result
 
