@@ -134,6 +134,8 @@ def test_a_label_offset_moves_every_point_in_prediction_and_eval(checkpoint, mak
     plain_flip = flip(checkpoint, 0.0)
     assert flip(checkpoint, 1.5) == pytest.approx(plain_flip + 1.5, abs=1e-3)
     assert flip(slim, 1.5) == pytest.approx(plain_flip + 1.25, abs=1e-3)
+    with pytest.raises(SystemExit):  # TorchScript carries no protocol: refused, not dropped
+        export_main([str(checkpoint), "--torchscript", str(tmp_path / "m.pt"), "--label-offset", str(offset)])
     offset.write_text(json.dumps({"offset_x": 40.0, "offset_y": 0.0}))  # no convention: refused
     with pytest.raises(SystemExit):
         export_main([str(checkpoint), "--slim", str(tmp_path / "bad.ckpt"), "--label-offset", str(offset)])

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--label-offset",
         type=Path,
-        help="store this label_offset.json (written by eval; fit it on split=train) in the model's protocol: "
-        "photo pixels added to every point, in the --slim checkpoint and the ONNX metadata",
+        help="store this label_offset.json (eval writes one: fit it on faces the model never trained on) in the "
+        "model's protocol: photo pixels added to every point, in the --slim checkpoint and the ONNX metadata",
     )
     args = p.parse_args(argv)
     if not (args.onnx or args.torchscript or args.slim or args.onnx_int8):
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             label_offset = {"offset_x": float(fitted["offset_x"]), "offset_y": float(fitted["offset_y"])}
         except (OSError, ValueError, KeyError, TypeError) as e:
             p.error(f"--label-offset {args.label_offset}: not an eval label_offset.json ({e})")
+        if not (args.slim or args.onnx or args.onnx_int8):
+            p.error("--label-offset is stored in a --slim checkpoint or ONNX metadata (TorchScript has none)")
         if not all(abs(v) < 10 for v in label_offset.values()):
             p.error(f"--label-offset {args.label_offset}: {label_offset} px is no annotation convention; check the fit")
     if args.calibration_faces < 1:
