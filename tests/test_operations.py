@@ -392,6 +392,8 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80RY",
         "H80RV",
         "H80RF",
+        "H80KD5F",
+        "B64KD3F",
     }
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
@@ -430,6 +432,8 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80RY": "H80",
         "H80RV": "H80",
         "H80RF": "H80",
+        "H80KD5F": "H80KD4",
+        "B64KD3F": "B64KD2",
     }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
@@ -440,11 +444,12 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         # the taught restarts: by the shipped default, with the head's features
         taught = cfg.model.distill and (cfg.model.distill.teacher, cfg.model.distill.features)
         assert taught == (("smallnet_300w", 1.0) if "KD" in name and not name.startswith("Q") else None), name
-    # Every run of this sweep trained before the flip offset, as recorded, but H80RF (its pair H80R)
+    # Every run of this sweep trained before the flip offset, as recorded, but those named for it
+    with_offset = {"H80RF", "H80KD5F", "B64KD3F"}
     for name, overrides in trains.items():
         sources = make_cfg(overrides, tiny=False).data.sources
         offsets = {k: sources[k].flip_offset for k in ("ibug300w", "lfpw", "ytf68")}
-        assert set(offsets.values()) == ({1.0} if name == "H80RF" else {0}), (name, offsets)
+        assert set(offsets.values()) == ({1.0} if name in with_offset else {0}), (name, offsets)
     # D128: the shipped default's network from scratch, untaught (the teacher saw the held-out turned faces)
     d128 = make_cfg(trains["D128"], tiny=False).model
     net = (d128.net.input_size, d128.net.widths, d128.net.depths, d128.net.reparam)
