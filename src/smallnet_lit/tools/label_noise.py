@@ -15,7 +15,6 @@ one shape differ by sqrt(2) times each one's error, hence floor = median label c
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import defaultdict
@@ -27,6 +26,7 @@ import numpy as np
 from smallnet_lit.data.ibug import read_pts
 from smallnet_lit.errors import BadInputError
 from smallnet_lit.model.landmarks import IBUG68
+from smallnet_lit.tools.paired import eval_rows
 
 YAW_BINS = ((0.0, 30.0), (30.0, 90.0))
 
@@ -61,6 +61,8 @@ def frame_pairs(rows: list[dict], labels: Path, source: str, clip: str) -> list[
         frames.sort(key=lambda f: f[0])
         for (name_a, a), (name_b, b) in pairwise(frames):
             truth = [_labels((labels / n).with_suffix(".pts")) for n in (name_a, name_b)]
+            if "points" not in a or "points" not in b:
+                raise ValueError(f"{source}:{name_a}: eval rows without points (an older eval: run it again)")
             predicted = [np.asarray(r["points"], dtype=np.float64) for r in (a, b)]
             pairs.append(
                 {
@@ -93,19 +95,6 @@ def summarize(pairs: list[dict], still: float) -> list[dict]:
     return out
 
 
-def read_predictions(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no eval predictions (run smallnet_lit.eval with hydra.run.dir={path.parent})")
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        try:
-            row = json.loads(line)
-            rows.append({**row, "points": row["points"], "nme": float(row["nme"])})
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{lineno}: not an eval prediction row ({e})") from None
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m smallnet_lit.tools.label_noise", description=__doc__.split("\n\n")[0])
     p.add_argument("eval_dir", type=Path)
@@ -118,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     path = args.eval_dir / "predictions.jsonl"
     try:
-        rows = read_predictions(path)
+        rows = eval_rows(args.eval_dir)
         pairs = frame_pairs(rows, args.labels, args.source, args.clip)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

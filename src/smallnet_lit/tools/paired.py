@@ -16,18 +16,23 @@ from pathlib import Path
 import numpy as np
 
 
-def per_face(run: Path) -> dict[str, tuple[float, float | None]]:
+def eval_rows(run: Path) -> list[dict]:
+    """The rows of an eval run folder's predictions.jsonl (one face each: face, nme, yaw, points...)."""
     path = run / "predictions.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no eval predictions (run smallnet_lit.eval with hydra.run.dir={run})")
-    rows = {}
+    rows = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             row = json.loads(line)
-            rows[row["face"]] = (float(row["nme"]), row.get("yaw"))
+            rows.append({**row, "face": str(row["face"]), "nme": float(row["nme"])})
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}:{lineno}: not an eval prediction row ({e})") from None
     return rows
+
+
+def per_face(run: Path) -> dict[str, tuple[float, float | None]]:
+    return {row["face"]: (row["nme"], row.get("yaw")) for row in eval_rows(run)}
 
 
 def paired(a: dict, b: dict, min_yaw: float | None = None, source: str | None = None, seed: int = 0) -> dict:
