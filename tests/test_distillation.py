@@ -56,13 +56,14 @@ def test_ensemble_maps_decode_to_the_mean_of_the_members_points():
         codec.mixture([outs[0], other.forward_maps(torch.randn(2, 3, 32, 32))])
 
 
-@pytest.mark.parametrize("ensemble", [False, True])
-def test_training_with_a_teacher_logs_the_distillation_terms(make_cfg, tmp_path, ensemble):
+@pytest.mark.parametrize("ensemble, flip", [(False, False), (True, False), (False, True)])
+def test_training_with_a_teacher_logs_the_distillation_terms(make_cfg, tmp_path, ensemble, flip):
     base = ["data.train.num_faces=8", "data.val.num_faces=4", "trainer.max_epochs=1", "test=false"]
     train(make_cfg(base))
     teacher = tmp_path / "run" / "checkpoints" / "last.ckpt"
     teacher = f"['{teacher}','{teacher}']" if ensemble else f"'{teacher}'"
-    cfg = make_cfg([*base, "model.net.widths=[8,8,8]", f"model.distill={{teacher:{teacher},weight:0.5}}"])
+    distill = f"model.distill={{teacher:{teacher},weight:0.5,flip:{str(flip).lower()}}}"
+    cfg = make_cfg([*base, "model.net.widths=[8,8,8]", distill])
     cfg.paths.output_dir = str(tmp_path / "student")
     cfg.trainer.log_every_n_steps = 1
     train(cfg)
@@ -235,3 +236,40 @@ def test_init_from_a_checkpoint_without_the_projection_starts_feature_distillati
     start_from(model, str(student))
     torch.testing.assert_close(model.distill_fn.projection.weight, trained.distill_fn.projection.weight)
     torch.testing.assert_close(model.net.head.weight, trained.net.head.weight)
+
+
+def test_mirrored_maps_decode_to_the_flip_tests_points():
+    """codec.mirror reads a teacher's maps of the mirrored crops back into the crops' frame: their
+    soft-argmax points are the flip test's (LandmarkScheme.flip_points of the mirrored reading,
+    plus twice the mirror shift), for every landmark and cell."""
+    from smallnet_lit.model.landmarks import IBUG68
+
+    torch.manual_seed(0)
+    net = SmallNet(num_points=68, input_size=64, widths=[8, 8, 8], depths=[1, 1, 1]).eval()
+    with torch.no_grad():
+        net.head.weight.normal_(std=0.3)
+        images = torch.randn(2, 3, 64, 64)
+        out_f = net.forward_maps(images.flip(-1))
+    shift = torch.tensor([0.0, 1.5])
+    expected = IBUG68.flip_points(codec.decode(out_f, "soft")[0], 64)
+    expected[..., 0] += shift[:, None]
+    mirrored = codec.mirror(out_f, IBUG68.flip_permutation, shift)
+    torch.testing.assert_close(codec.decode(mirrored, "soft")[0], expected, atol=1e-4, rtol=0)
+    assert mirrored.features.shape == out_f.features.shape
+
+
+def test_a_flip_averaging_teacher_reads_a_mirror_symmetric_teacher_alike():
+    """The blob-centroid teacher reads a crop and its mirror image alike, so the mixture of both
+    readings is its plain reading, on the student's grid; a mirror shift of s student pixels
+    moves the mean by s (half of the mirrored reading's 2 s, in the teacher's upsampled pixels)."""
+    from smallnet_lit.model.module import read_by_teacher
+
+    centres = torch.tensor([[20.3, 37.6], [61.0, 12.25], [45.5, 66.0]])
+    images, student = _blobs(centres, 80), SimpleNamespace(input_size=80, stride=8)
+    plain = codec.decode(read_by_teacher(_CentroidTeacher(), images, student), "soft")[0]
+    both = read_by_teacher(_CentroidTeacher(), images, student, flip_permutation=[0])
+    torch.testing.assert_close(codec.decode(both, "soft")[0], plain, atol=0.03, rtol=0)
+    shifted = read_by_teacher(_CentroidTeacher(), images, student, [0], mirror_shift=torch.tensor([0.0, 1.0, 2.0]))
+    moved = codec.decode(shifted, "soft")[0] - plain
+    torch.testing.assert_close(moved[:, 0, 0], torch.tensor([0.0, 1.0, 2.0]), atol=0.03, rtol=0)
+    torch.testing.assert_close(moved[:, 0, 1], torch.zeros(3), atol=0.03, rtol=0)

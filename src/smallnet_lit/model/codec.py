@@ -107,6 +107,24 @@ def mixture(outputs: list[HeadOutput]) -> HeadOutput:
     return HeadOutput(mean_prob.clamp_min(1e-12).log(), offsets, log_delta, outputs[0].stride)
 
 
+def mirror(out: HeadOutput, flip_permutation, shift: torch.Tensor | None = None) -> HeadOutput:
+    """The maps of a mirrored crop (`images.flip(-1)`) read back into the crop's frame: cells
+    mirrored and landmarks re-ordered by the scheme's flip permutation; a point at x mirrors
+    to width - 1 - x (pixel centres at integers, as `LandmarkScheme.flip_points`), so a
+    reading's x offset o becomes -o - 1 / stride. `shift` (B,): pixels added to every x after,
+    a mirror shift (`average_with_flip`'s). Features are mirrored in space only (their channels
+    keep their meaning of the mirrored face); neighbour maps are left out."""
+    perm = torch.as_tensor(flip_permutation, device=out.scores.device).long()
+    offsets = out.offsets.flip(-1)[:, perm].clone()
+    offsets[:, :, 0] = -offsets[:, :, 0] - 1.0 / out.stride
+    if shift is not None:
+        offsets[:, :, 0] += shift.to(offsets)[:, None, None, None] / out.stride
+    features = out.features.flip(-1) if out.features is not None else None
+    return HeadOutput(
+        out.scores.flip(-1)[:, perm], offsets, out.log_delta.flip(-1)[:, perm], out.stride, features=features
+    )
+
+
 def _cell_prob(out: HeadOutput) -> torch.Tensor:
     return out.scores.flatten(2).softmax(-1).reshape(out.scores.shape)
 

@@ -14,7 +14,7 @@ from torchmetrics import MinMetric
 
 from smallnet_lit.errors import BadInputError
 from smallnet_lit.model import codec, quant
-from smallnet_lit.model.checkpoints import load_net, read_checkpoint, resolve_model
+from smallnet_lit.model.checkpoints import load_net, model_protocol, read_checkpoint, resolve_model
 from smallnet_lit.model.landmarks import get_scheme
 from smallnet_lit.model.loss import DistillLoss, DualLoss
 from smallnet_lit.model.metrics import FaceAlignmentMetrics
@@ -47,7 +47,8 @@ class LandmarkModule(L.LightningModule):
         quant_aware: dict[str, Any] | None = None,
     ) -> None:
         """distill: {teacher: checkpoint path or shipped name, or a list of them (an
-        ensemble: `codec.mixture` of their maps), cells, offsets, temperature, weight}: add
+        ensemble: `codec.mixture` of their maps), cells, offsets, temperature, features, weight,
+        flip (each teacher also reads the mirrored crops: the flip test's mean)}: add
         weight * DistillLoss(student maps, teacher maps) to the training loss. A teacher of a
         larger input size reads the student's batch upsampled to it, its maps brought to the
         student's head grid (`read_by_teacher`). Teachers are loaded when training starts and
@@ -78,6 +79,7 @@ class LandmarkModule(L.LightningModule):
         distill = dict(distill or {})
         self.distill_teacher = distill.pop("teacher", None)
         self.distill_weight = float(distill.pop("weight", 1.0))
+        self.distill_flip = bool(distill.pop("flip", False))
         if self.distill_teacher and distill.get("features", 0) > 0:
             distill["student_channels"] = self.net.head.in_channels
             distill["teacher_channels"] = distill.get("teacher_channels") or _feature_channels(self.distill_teacher)
@@ -85,6 +87,7 @@ class LandmarkModule(L.LightningModule):
             self.hparams["distill"] = {**self.hparams["distill"], "teacher_channels": distill["teacher_channels"]}
         self.distill_fn = DistillLoss(**distill) if self.distill_teacher else None
         self._teachers: list[SmallNet] = []  # a plain list keeps the teachers out of state_dict
+        self._teachers_learned_shift: list[bool] = []
         corners = self.scheme.eye_corners
         self.val_metrics = FaceAlignmentMetrics(corners, fr_threshold)
         self.test_metrics = FaceAlignmentMetrics(corners, fr_threshold, attribute_names=tuple(attribute_names))
@@ -114,7 +117,10 @@ class LandmarkModule(L.LightningModule):
         total, parts = self.loss_fn(out, batch["points"], batch["valid"])
         if stage == "train" and self.distill_fn is not None:
             with torch.no_grad():
-                members = [read_by_teacher(teacher, images, self.net) for teacher in self._teachers]
+                members = [
+                    read_by_teacher(teacher, images, self.net, *self._teacher_flip(batch, learned))
+                    for teacher, learned in zip(self._teachers, self._teachers_learned_shift, strict=True)
+                ]
                 teacher_out = members[0] if len(members) == 1 else codec.mixture(members)
             kd, kd_parts = self.distill_fn(out, teacher_out)
             total = total + self.distill_weight * kd
@@ -141,14 +147,26 @@ class LandmarkModule(L.LightningModule):
             names = self.distill_teacher
             names = [names] if isinstance(names, str) else list(names)
             for name in names:
-                teacher = load_net(name, self.device).net
+                loaded = load_net(name, self.device)
+                teacher = loaded.net
+                # as eval's flip test: a teacher with an offset at its output did not learn the mirror shift
+                protocol = model_protocol(loaded.hparams)
+                self._teachers_learned_shift.append(protocol["offset_x"] == protocol["offset_y"] == 0.0)
                 for p in teacher.parameters():
                     p.requires_grad_(False)
                 if self.hparams.get("channels_last"):
                     teacher.to(memory_format=torch.channels_last)
                 _check_teacher(self.net, teacher, name)
                 self._teachers.append(teacher)
-            rank_zero_info(f"distilling from {', '.join(map(str, names))} (weight {self.distill_weight:g})")
+            flip = ", each reading its crops and their mirror images" if self.distill_flip else ""
+            rank_zero_info(f"distilling from {', '.join(map(str, names))} (weight {self.distill_weight:g}{flip})")
+
+    def _teacher_flip(self, batch: dict[str, torch.Tensor], learned_shift: bool) -> tuple:
+        """read_by_teacher's flip arguments for a batch: none without model.distill.flip."""
+        if not self.distill_flip:
+            return None, None
+        shift = batch.get("mirror_shift") if learned_shift else None
+        return self.scheme.flip_permutation, shift
 
     def on_fit_end(self) -> None:
         quant.detach(self.net)
@@ -216,15 +234,28 @@ class LandmarkModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-def read_by_teacher(teacher: SmallNet, images: torch.Tensor, student: SmallNet) -> codec.HeadOutput:
+def read_by_teacher(
+    teacher: SmallNet,
+    images: torch.Tensor,
+    student: SmallNet,
+    flip_permutation=None,
+    mirror_shift: torch.Tensor | None = None,
+) -> codec.HeadOutput:
     """A teacher's maps of the student's batch, on the student's head grid. A teacher of a
     larger input reads the batch upsampled (bicubic), so it sees only what the student sees;
     upsampling by f moves a point at student pixel p to f * p + (f - 1) / 2 (pixel centres at
     integers), which the teacher's offsets are moved back by. Where the grids differ (an 80-px
     net's 10x10 cells, the 128-px default's 8x8), `codec.regrid` bins the teacher's readings
-    into the student's cells."""
+    into the student's cells. With `flip_permutation` the teacher also reads the mirrored batch
+    and teaches the mixture of both readings (the flip test's mean points; its features stay the
+    unmirrored reading's); `mirror_shift` (B,): the sources' flip offsets in the student's
+    pixels, added back as the flip test does for a teacher that learned them."""
     upsampled, factor, shift = codec.upsample(images, teacher.input_size)
     out = teacher.forward_maps(upsampled)
+    if flip_permutation is not None:
+        twice = 2 * mirror_shift * factor if mirror_shift is not None else None
+        mirrored = codec.mirror(teacher.forward_maps(upsampled.flip(-1)), flip_permutation, twice)
+        out = replace(codec.mixture([out, mirrored]), features=out.features)
     cells = student.input_size // student.stride
     if out.scores.shape[-2:] != (cells, cells):
         return codec.regrid(out, cells, student.stride, factor, shift)
