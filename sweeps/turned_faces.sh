@@ -25,7 +25,8 @@
 #                  video-like copies of the profiled 300-W and LFPW faces (tools.degrade_faces) at 0.3
 #                  (2026-12-03, eleventh session; stopped at epochs 34 / 29 of 60 for H80RF)
 #   H80RF:         H80R with the flip offset of the shared files (1 px, docs/data.md)
-#   H80KD5F / B64KD3F: H80KD4 / B64KD2 restarted once more, taught, with the flip offset (twelfth session)
+#   H80KD5F / B64KD3F: H80KD4 / B64KD2 restarted once more, taught, with the flip offset (twelfth session);
+#                  B64KD3FT: B64KD3F taught by a flip-averaging teacher
 # then the final epoch of each on the three validations of the table, and the paired intervals
 # (the Q runs are for int8: python -m smallnet_lit.tools.int8_check, docs/speed.md).
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
@@ -141,7 +142,11 @@ run H80RF "${H80R_RECIPE[@]}" "${ALL_PROFILED[@]}" "${FLIP[@]}"
 # under today's smallnet_300w (run VRF, which learned the offset; the taught runs above had the
 # default shipped before it). Their pairs: H80KD4, B64KD2. Validated every 5th epoch.
 run H80KD5F "${TAUGHT[@]}" "${FLIP[@]}" "${H80_NET[@]}" $(restart H80KD4 45) trainer.check_val_every_n_epoch=5
-run B64KD3F "${TAUGHT[@]}" "${FLIP[@]}" "${B64_NET[@]}" $(restart B64KD2 50) trainer.check_val_every_n_epoch=5
+run B64KD3F "${TAUGHT[@]}" "${FLIP[@]}" "${B64_NET[@]}" $(restart B64KD2 40) trainer.check_val_every_n_epoch=5
+# B64KD3F with a flip-averaging teacher (model.distill.flip: it also reads the mirrored crops and
+# teaches the mean of both readings, the flip test's points). Its pair: B64KD3F.
+run B64KD3FT "${TAUGHT[@]}" "${FLIP[@]}" "${B64_NET[@]}" $(restart B64KD2 40) trainer.check_val_every_n_epoch=5 \
+  +model.distill.flip=true
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
 for dir in "$OUT"/*/; do
@@ -158,7 +163,7 @@ done
 python -m smallnet_lit.tools.paired "${OUT}_eval/W3_turned" "${OUT}_eval/W0_turned" --min-yaw 30
 python -m smallnet_lit.tools.paired "${OUT}_eval/S3_turned" "${OUT}_eval/S0_turned" --min-yaw 30
 # Small input against the 128-px net of the same cost; pitch turns against yaw only
-for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2" "H80KD4 H80KD3" "D128 H80" "H80RY H80R" "H80RV H80R" "H80RF H80R" "H80KD5F H80KD4" "B64KD3F B64KD2"; do
+for pair in "T96 S3" "T64 SF3" "T64NP T64" "T64P T64" "H96 T96" "H64 T64" "H96R H96" "H64R H64" "A64 H64" "B64 H64" "A64 T64" "B64 T64" "B64 A64" "B64R B64" "H80 H96" "H80 B64" "H80R H80" "B64KD B64R" "H80KD H80R" "H80KD2 H80KD" "B64KD2 B64KD" "H80KD3 H80KD2" "H80KD4 H80KD3" "D128 H80" "H80RY H80R" "H80RV H80R" "H80RF H80R" "H80KD5F H80KD4" "B64KD3F B64KD2" "B64KD3FT B64KD3F"; do
   set -- $pair
   for faces in 300w turned; do python -m smallnet_lit.tools.paired "${OUT}_eval/$1_$faces" "${OUT}_eval/$2_$faces"; done
   python -m smallnet_lit.tools.paired "${OUT}_eval/$1_turned" "${OUT}_eval/$2_turned" --min-yaw 30

@@ -394,6 +394,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80RF",
         "H80KD5F",
         "B64KD3F",
+        "B64KD3FT",
     }
     assert set(trains) == scratch | restarts
     for name, overrides in trains.items():
@@ -434,6 +435,7 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         "H80RF": "H80",
         "H80KD5F": "H80KD4",
         "B64KD3F": "B64KD2",
+        "B64KD3FT": "B64KD2",
     }
     for name, start in starts.items():
         cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(trains[start], tiny=False)
@@ -444,8 +446,9 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
         # the taught restarts: by the shipped default, with the head's features
         taught = cfg.model.distill and (cfg.model.distill.teacher, cfg.model.distill.features)
         assert taught == (("smallnet_300w", 1.0) if "KD" in name and not name.startswith("Q") else None), name
+        assert bool(cfg.model.distill and cfg.model.distill.get("flip")) == (name == "B64KD3FT"), name
     # Every run of this sweep trained before the flip offset, as recorded, but those named for it
-    with_offset = {"H80RF", "H80KD5F", "B64KD3F"}
+    with_offset = {"H80RF", "H80KD5F", "B64KD3F", "B64KD3FT"}
     for name, overrides in trains.items():
         sources = make_cfg(overrides, tiny=False).data.sources
         offsets = {k: sources[k].flip_offset for k in ("ibug300w", "lfpw", "ytf68")}
