@@ -139,3 +139,29 @@ def test_a_label_offset_moves_every_point_in_prediction_and_eval(checkpoint, mak
     offset.write_text(json.dumps({"offset_x": 40.0, "offset_y": 0.0}))  # no convention: refused
     with pytest.raises(SystemExit):
         export_main([str(checkpoint), "--slim", str(tmp_path / "bad.ckpt"), "--label-offset", str(offset)])
+
+
+def test_bench_speed_scores_a_model_with_its_label_offset(checkpoint, tmp_path, capsys):
+    """bench_speed's NME columns add the model's protocol offset, as eval does: the same weights
+    exported with an offset score as the plain ones moved by it."""
+    from smallnet_lit.export import main as export_main
+    from smallnet_lit.model.module import load_model
+    from smallnet_lit.tools.bench_speed import export_onnx, int8_accuracy
+    from smallnet_lit.tools.bench_speed import main as bench_main
+
+    faces = write_ibug(tmp_path / "faces", n_photos=10, faces_per_photo=1)
+    offset, slim = tmp_path / "offset.json", tmp_path / "slim.ckpt"
+    offset.write_text(json.dumps({"offset_x": 3.0, "offset_y": -2.0}))
+    assert export_main([str(checkpoint), "--slim", str(slim), "--label-offset", str(offset)]) == 0
+    bench_main(
+        [f"plain={checkpoint}", f"moved={slim}", "--int8-accuracy", str(faces), "--rounds", "1", "--peer", "none"]
+    )
+    rows = {
+        line.split(" | ")[0]: line.split(" | ")[-1] for line in capsys.readouterr().out.splitlines() if " | " in line
+    }
+    net = load_model(checkpoint).net.eval()
+    float_onnx = export_onnx(net, tmp_path / "plain.onnx", "ibug68")
+    for name, shift in (("plain", (0.0, 0.0)), ("moved", (3.0, -2.0))):
+        expected = int8_accuracy(net, faces, {"float": float_onnx}, shift)["float"]
+        assert rows[name].startswith(f"{100 * expected:.2f}% / "), (name, rows[name], expected)
+    assert rows["plain"].split(" / ")[0] != rows["moved"].split(" / ")[0]

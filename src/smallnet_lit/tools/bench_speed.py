@@ -111,8 +111,11 @@ def training_images_per_second(net: SmallNet, steps: int = 6, batch: int = 32) -
         torch.set_num_threads(threads)
 
 
-def int8_accuracy(net: SmallNet, folder: Path, paths: dict[str, Path]) -> dict[str, float]:
-    """NME of each ONNX file on the seeded validation split of an iBUG-format folder, eval crops."""
+def int8_accuracy(
+    net: SmallNet, folder: Path, paths: dict[str, Path], offset: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, float]:
+    """NME of each ONNX file on the seeded validation split of an iBUG-format folder, eval crops;
+    `offset`: the model's protocol offset in photo pixels, added as eval and prediction add it."""
     from smallnet_lit.data.crop import CropConfig, apply_affine
     from smallnet_lit.data.faces import FaceDataset
     from smallnet_lit.data.ibug import IbugFaces
@@ -129,10 +132,11 @@ def int8_accuracy(net: SmallNet, folder: Path, paths: dict[str, Path]) -> dict[s
         return apply_affine(affine, torch.as_tensor(points))
 
     truth = photo(torch.stack([it["points"] for it in items]))
+    shift = torch.tensor(offset, dtype=truth.dtype)
     result = {"faces": len(items)}
     for name, path in paths.items():
         points = session(path).run(None, {"image": x})[0]
-        result[name] = nme_per_face(photo(points), truth, scheme.eye_corners).mean().item()
+        result[name] = nme_per_face(photo(points) + shift, truth, scheme.eye_corners).mean().item()
     return result
 
 
@@ -187,14 +191,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds < 1:
         p.error(f"--rounds must be positive, got {args.rounds}")
 
-    from smallnet_lit.model.checkpoints import WEIGHTS_DIR
+    from smallnet_lit.model.checkpoints import WEIGHTS_DIR, model_protocol
     from smallnet_lit.model.module import load_model
 
     nets: dict[str, SmallNet] = {}
+    offsets: dict[str, tuple[float, float]] = {}  # a model's protocol offset, which scoring adds
     names = args.models or ([] if args.arch else sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))
     for item in names:
         label, _, path = item.rpartition("=")  # LABEL=CHECKPOINT names a run in the table and plot
-        nets[label or item] = load_model(path).net.eval()
+        model = load_model(path)
+        nets[label or item] = model.net.eval()
+        protocol = model_protocol(dict(model.hparams))
+        offsets[label or item] = (protocol["offset_x"], protocol["offset_y"])
     names = list(nets)
     base = architecture_base() if args.arch else {}
     for i, items in enumerate(args.arch):
@@ -230,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
             for kind, path in paths.items():
                 s = session(path)
                 runs[f"{name} {kind}"] = lambda s=s, x=x: s.run(None, {"image": x})
-            accuracy = int8_accuracy(net, args.int8_accuracy, paths) if args.int8_accuracy and name in names else {}
+            accuracy = (
+                int8_accuracy(net, args.int8_accuracy, paths, offsets[name])
+                if args.int8_accuracy and name in names
+                else {}
+            )
             rows.append((name, net, accuracy))
         median = interleaved_latency(runs, args.rounds)
     peer = median.get("peer")
