@@ -25,8 +25,8 @@
 #                  video-like copies of the profiled 300-W and LFPW faces (tools.degrade_faces) at 0.3
 #                  (2026-12-03, eleventh session; stopped at epochs 34 / 29 of 60 for H80RF)
 #   H80RF:         H80R with the flip offset of the shared files (1 px, docs/data.md)
-#   H80KD5F / B64KD3F: H80KD4 / B64KD2 restarted once more, taught, with the flip offset (twelfth session);
-#                  B64KD3FT: B64KD3F taught by a flip-averaging teacher
+#   H80KD5F / B64KD3F: H80KD4 / B64KD2 restarted once more, taught, with the flip offset (twelfth
+#                  session; 45 / 20 epochs); B64KD3FT: B64KD3F taught by a flip-averaging teacher
 # then the final epoch of each on the three validations of the table, and the paired intervals
 # (the Q runs are for int8: python -m smallnet_lit.tools.int8_check, docs/speed.md).
 #   bash sweeps/turned_faces.sh OUT_DIR [PROFILED_DIR]
@@ -142,10 +142,10 @@ run H80RF "${H80R_RECIPE[@]}" "${ALL_PROFILED[@]}" "${FLIP[@]}"
 # under today's smallnet_300w (run VRF, which learned the offset; the taught runs above had the
 # default shipped before it). Their pairs: H80KD4, B64KD2. Validated every 5th epoch.
 run H80KD5F "${TAUGHT[@]}" "${FLIP[@]}" "${H80_NET[@]}" $(restart H80KD4 45) trainer.check_val_every_n_epoch=5
-run B64KD3F "${TAUGHT[@]}" "${FLIP[@]}" "${B64_NET[@]}" $(restart B64KD2 40) trainer.check_val_every_n_epoch=5
+run B64KD3F "${TAUGHT[@]}" "${FLIP[@]}" "${B64_NET[@]}" $(restart B64KD2 20) trainer.check_val_every_n_epoch=5
 # B64KD3F with a flip-averaging teacher (model.distill.flip: it also reads the mirrored crops and
 # teaches the mean of both readings, the flip test's points). Its pair: B64KD3F.
-run B64KD3FT "${TAUGHT[@]}" "${FLIP[@]}" "${B64_NET[@]}" $(restart B64KD2 40) trainer.check_val_every_n_epoch=5 \
+run B64KD3FT "${TAUGHT[@]}" "${FLIP[@]}" "${B64_NET[@]}" $(restart B64KD2 20) trainer.check_val_every_n_epoch=5 \
   +model.distill.flip=true
 
 # The table's columns: the turned split (every source; eval's yaw bins), the 300-W split, the plain split.
