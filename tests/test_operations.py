@@ -346,27 +346,30 @@ def test_sweep_scripts_parse_and_skip_finished_runs(tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "skip A (done)"
 
 
-def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
-    """sweeps/turned_faces.sh, run with a stand-in `python` that only records its arguments:
-    every training command composes, and each profiled run gets its profiled folders (a helper
-    that failed inside $(...) once dropped them silently, and the runs trained without them)."""
+def _sweep_trainings(script: str, tmp_path: Path, *args: str) -> dict[str, list[str]]:
+    """Runs sweeps/SCRIPT with a stand-in `python` that only records its arguments: each training
+    run's overrides by run name (hydra.* and trainer.* left out)."""
     shim = tmp_path / "bin"
-    shim.mkdir()
+    shim.mkdir(parents=True)
     (shim / "python").write_text('#!/bin/bash\nprintf "%s\\0" "$@" >> "$CALLS"; printf "\\n" >> "$CALLS"\n')
     (shim / "python").chmod(0o755)
     calls = tmp_path / "calls"
     env = {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls)}
-    out = subprocess.run(
-        ["bash", str(ROOT / "sweeps" / "turned_faces.sh"), str(tmp_path / "out"), str(tmp_path / "prof")],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    out = subprocess.run(["bash", str(ROOT / "sweeps" / script), *args], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0 and not out.stderr, out.stderr
-    commands = [line.strip("\0").split("\0") for line in calls.read_text().splitlines()]
     trains = {}
-    for c in commands:
+    for c in (line.strip("\0").split("\0") for line in calls.read_text().splitlines()):
         if c[:2] == ["-m", "smallnet_lit.train"]:
             run_dir = next(a for a in c if a.startswith("hydra.run.dir="))
             trains[Path(run_dir.split("=", 1)[1]).name] = [a for a in c[2:] if not a.startswith(("hydra.", "trainer."))]
+    return trains
+
+
+def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
+    """sweeps/turned_faces.sh, run with a stand-in `python` that only records its arguments:
+    every training command composes, and each profiled run gets its profiled folders (a helper
+    that failed inside $(...) once dropped them silently, and the runs trained without them)."""
+    trains = _sweep_trainings("turned_faces.sh", tmp_path, str(tmp_path / "out"), str(tmp_path / "prof"))
     scratch = {"S0", "S3", "SF3", "T96", "V64", "T64", "T64NP", "T64P", "H96", "H64", "A64", "B64", "H80", "D128"}
     restarts = {
         "W0",
@@ -457,6 +460,25 @@ def test_turned_faces_sweep_gives_every_run_its_sources(tmp_path, make_cfg):
     d128 = make_cfg(trains["D128"], tiny=False).model
     net = (d128.net.input_size, d128.net.widths, d128.net.depths, d128.net.reparam)
     assert net == (128, [32, 64, 128, 224], [3, 4, 4, 2], False) and d128.distill is None
+
+
+def test_small_again_sweep_restarts_the_turned_sweeps_nets_on_the_default_split(tmp_path, make_cfg):
+    """sweeps/small_again.sh: each run restarts its turned-sweep counterpart's network, on the
+    default split (turned faces trained on), without profiled copies, taught by the shipped
+    default with features, with the flip offset."""
+    turned = _sweep_trainings("turned_faces.sh", tmp_path / "t", str(tmp_path / "out"), str(tmp_path / "prof"))
+    trains = _sweep_trainings("small_again.sh", tmp_path / "s", str(tmp_path / "again"), str(tmp_path / "out"))
+    starts = {"H80KDD": "H80KD5F", "B64KDD": "B64KD3F"}
+    assert set(trains) == set(starts)
+    for name, start in starts.items():
+        cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(turned[start], tiny=False)
+        assert cfg.init_from == str(tmp_path / "out" / start / "checkpoints" / "last.ckpt"), name
+        assert not network_difference({**origin.model.net}, {**cfg.model.net}), name
+        assert cfg.data.turned_to_val is None and origin.data.turned_to_val == 30, name
+        assert set(cfg.data.sources) == {"ibug300w", "lfpw", "ytf68"}, name
+        assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
+        assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
+        assert not cfg.model.distill.get("flip"), name
 
 
 def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, capsys):
