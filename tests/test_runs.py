@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from smallnet_lit.train import train
@@ -93,9 +94,7 @@ def test_eval_scores_every_face_of_a_folder_with_a_shipped_model_name(make_cfg, 
 
 
 def test_paired_comparison_of_two_evals(tmp_path, capsys):
-    """tools.paired: face-by-face NME difference, bootstrap interval, yaw filter, clear errors."""
-    import json
-
+    """tools.paired: face-by-face NME difference, bootstrap interval, yaw filter, part, clear errors."""
     from smallnet_lit.tools.paired import main as paired_main
 
     for name, shift in (("a", 0.0), ("b", 0.01)):
@@ -105,6 +104,34 @@ def test_paired_comparison_of_two_evals(tmp_path, capsys):
     assert paired_main([str(tmp_path / "a"), str(tmp_path / "b"), "--min-yaw", "30"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("3 faces: NME a - b = -1.000%") and "a better on 3 of 3" in out
+    # --part: one face part's NME; a run evaluated before part_nme existed is named, not misread
+    for name, shift in (("pa", 0.0), ("pb", 0.02)):
+        (tmp_path / name).mkdir()
+        rows = [{"face": f"src:{i}", "nme": 0.05, "part_nme": {"left_eye": 0.03 + shift}} for i in range(4)]
+        (tmp_path / name / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert paired_main([str(tmp_path / "pa"), str(tmp_path / "pb"), "--part", "left_eye"]) == 0
+    assert capsys.readouterr().out.startswith("4 faces: NME (left_eye) pa - pb = -2.000%")
+    assert paired_main([str(tmp_path / "pa"), str(tmp_path / "a"), "--part", "left_eye"]) == 2
+    assert "a/predictions.jsonl: no part 'left_eye' (its parts: none" in capsys.readouterr().err
     (tmp_path / "b" / "predictions.jsonl").write_text("{not json\n")
     assert paired_main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert "predictions.jsonl:1: not an eval prediction row" in capsys.readouterr().err
+
+
+def test_eval_reports_the_nme_of_each_face_part(checkpoint, make_cfg, tmp_path):
+    """Each face's part_nme weighted by the parts' point counts is its NME (the parts cover every
+    point once), and metrics.json has each part's mean."""
+    from smallnet_lit.model.landmarks import IBUG68
+    from tests.helpers.faces import write_ibug
+
+    faces = write_ibug(tmp_path / "faces", n_photos=4, faces_per_photo=1)
+    data = ["data=ibug300w", f"data.root={faces}", "split=all", f"data.cache.dir={tmp_path / 'cache'}"]
+    result, out = run_eval(make_cfg, tmp_path / "eval", checkpoint, data)
+    assert sorted(i for index in IBUG68.parts.values() for i in index) == list(range(68))
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    for row in rows:
+        weighted = sum(row["part_nme"][name] * len(index) for name, index in IBUG68.parts.items()) / 68
+        assert weighted == pytest.approx(row["nme"], abs=1e-5)
+    for name in IBUG68.parts:
+        assert result[f"all/part/{name}/nme"] == pytest.approx(np.mean([r["part_nme"][name] for r in rows]))
+    assert result["all/part/left_eye/nme"] != result["all/part/contour/nme"]

@@ -1,10 +1,11 @@
 """Two models on the same faces, face by face: the mean NME difference with a paired
 bootstrap 95% interval, and on how many faces the first is better.
 
-    python -m smallnet_lit.tools.paired EVAL_A EVAL_B [--min-yaw 30] [--source ytf68]
+    python -m smallnet_lit.tools.paired EVAL_A EVAL_B [--min-yaw 30] [--source ytf68] [--part left_eye]
 
 EVAL_A, EVAL_B: eval run folders (their predictions.jsonl) of the same split. Negative: A is
-better. `--min-yaw`: only faces turned at least that much (eval's fitted yaw)."""
+better. `--min-yaw`: only faces turned at least that much (eval's fitted yaw). `--part`: the NME
+of one face part's points (the scheme's parts: contour, left_eye, outer_lips, ...) instead of all."""
 
 from __future__ import annotations
 
@@ -31,8 +32,16 @@ def eval_rows(run: Path) -> list[dict]:
     return rows
 
 
-def per_face(run: Path) -> dict[str, tuple[float, float | None]]:
-    return {row["face"]: (row["nme"], row.get("yaw")) for row in eval_rows(run)}
+def per_face(run: Path, part: str | None = None) -> dict[str, tuple[float, float | None]]:
+    """Each face's NME (or, with `part`, its part's NME) and yaw."""
+    rows = eval_rows(run)
+    if part is None:
+        return {row["face"]: (row["nme"], row.get("yaw")) for row in rows}
+    names = rows[0].get("part_nme", {}) if rows else {}
+    if part not in names:
+        known = ", ".join(names) or "none: evaluated before eval wrote part_nme, evaluate it again"
+        raise ValueError(f"{run / 'predictions.jsonl'}: no part {part!r} (its parts: {known})")
+    return {row["face"]: (float(row["part_nme"][part]), row.get("yaw")) for row in rows}
 
 
 def paired(a: dict, b: dict, min_yaw: float | None = None, source: str | None = None, seed: int = 0) -> dict:
@@ -66,15 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", type=Path)
     p.add_argument("--min-yaw", type=float, help="only faces turned this many degrees or more")
     p.add_argument("--source", help="only faces of this source (faces68: ibug300w, lfpw, ytf68)")
+    p.add_argument("--part", help="the NME of this face part's points (eval's part_nme: left_eye, contour, ...)")
     args = p.parse_args(argv)
     try:
-        r = paired(per_face(args.a), per_face(args.b), args.min_yaw, args.source)
+        r = paired(per_face(args.a, args.part), per_face(args.b, args.part), args.min_yaw, args.source)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     low, high = r["ci95"]
     print(
-        f"{r['faces']} faces: NME {args.a.name} - {args.b.name} = {100 * r['mean_diff']:+.3f}% "
+        f"{r['faces']} faces: NME{f' ({args.part})' if args.part else ''} {args.a.name} - {args.b.name} = {100 * r['mean_diff']:+.3f}% "
         f"(paired bootstrap 95%: {100 * low:+.3f}% to {100 * high:+.3f}%); {args.a.name} better on "
         f"{r['a_better']} of {r['faces']}"
     )

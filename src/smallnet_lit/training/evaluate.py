@@ -23,7 +23,7 @@ from smallnet_lit.inference.detect import DETECTORS, DetectedFaces, make_detecto
 from smallnet_lit.inference.plots import plot_ced
 from smallnet_lit.model import codec
 from smallnet_lit.model.checkpoints import model_protocol
-from smallnet_lit.model.metrics import FaceAlignmentMetrics, uncertainty_calibration
+from smallnet_lit.model.metrics import FaceAlignmentMetrics, point_errors, uncertainty_calibration
 from smallnet_lit.model.module import LandmarkModule, load_model
 from smallnet_lit.model.uncertainty import face_uncertainty, fit_error_calibration, predicted_nme, uncertainty_report
 from smallnet_lit.training.hard_faces import CRITERIA, face_difficulty, hard_flags, yaw_bin_flags
@@ -90,6 +90,7 @@ def predict_split(
         nme = metrics.nme[-1]
         errors.append((pred - truth).norm(dim=-1).numpy())
         offsets = (pred - truth).mean(dim=1).numpy().astype(np.float64)  # photo pixels, per face
+        parts = part_nme(point_errors(pred.float(), truth.float(), model.scheme.eye_corners), model.scheme.parts)
         sigmas.append(pred_sigma.numpy())
         for i, key in enumerate(batch["key"]):
             rows.append(
@@ -102,6 +103,8 @@ def predict_split(
                     "nme": round(float(nme[i]), 6),
                     # mean signed error (prediction - truth) of its points, photo pixels
                     "offset_px": np.round(offsets[i], 3).tolist(),
+                    # the NME of each face part's points alone (where a model loses: tools.paired --part)
+                    "part_nme": {name: round(float(v[i]), 6) for name, v in parts.items()},
                     "uncertainty": float(
                         face_uncertainty(pred[i].numpy(), pred_sigma[i].numpy(), model.scheme.eye_corners)
                     ),
@@ -109,6 +112,17 @@ def predict_split(
             )
     calibration = uncertainty_calibration(np.concatenate(errors), np.concatenate(sigmas)) if errors else {}
     return rows, calibration
+
+
+def part_nme(errors: torch.Tensor, parts: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """(B, K) normalized point errors -> each part's NME (B,): the mean over its points."""
+    return {name: errors[:, list(index)].mean(-1) for name, index in parts.items()}
+
+
+def part_report(rows: list[dict], split: str) -> dict[str, float]:
+    """Mean NME of each face part's points over all faces (`<split>/part/<name>/nme`)."""
+    names = rows[0].get("part_nme", {}) if rows else {}
+    return {f"{split}/part/{name}/nme": float(np.mean([row["part_nme"][name] for row in rows])) for name in names}
 
 
 def data_for_split(data: DictConfig, split: str) -> DictConfig:
@@ -252,6 +266,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     result.update({f"{cfg.split}/{k}": float(v) for k, v in missed.items()})
     per_face, groups = metrics.per_face().numpy(), torch.cat(metrics.groups).numpy()
     result.update(bias_report(rows, groups, sources, cfg.split))
+    result.update(part_report(rows, cfg.split))
     write_label_offset(result, offset, cfg, len(rows))
     hard = hard_face_report(dataset.source, rows, per_face, cfg.split, result)
     predicted_error_report(model, rows, per_face, groups, hard, datamodule, cfg, result)
