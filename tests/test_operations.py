@@ -355,7 +355,9 @@ def _sweep_trainings(script: str, tmp_path: Path, *args: str) -> dict[str, list[
     (shim / "python").chmod(0o755)
     calls = tmp_path / "calls"
     env = {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls)}
-    out = subprocess.run(["bash", str(ROOT / "sweeps" / script), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        ["bash", str(ROOT / "sweeps" / script), *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert out.returncode == 0 and not out.stderr, out.stderr
     trains = {}
     for c in (line.strip("\0").split("\0") for line in calls.read_text().splitlines()):
