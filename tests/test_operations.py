@@ -470,13 +470,14 @@ def test_small_again_sweep_restarts_the_turned_sweeps_nets_on_the_default_split(
     default with features, with the flip offset."""
     turned = _sweep_trainings("turned_faces.sh", tmp_path / "t", str(tmp_path / "out"), str(tmp_path / "prof"))
     trains = _sweep_trainings("small_again.sh", tmp_path / "s", str(tmp_path / "again"), str(tmp_path / "out"))
-    starts = {"H80KDD": "H80KD5F", "B64KDD": "B64KD3F"}
+    starts = {"H80KDD": ("out", "H80KD5F"), "B64KDD": ("out", "B64KD3F"), "H80KDD2": ("again", "H80KDD")}
     assert set(trains) == set(starts)
-    for name, start in starts.items():
-        cfg, origin = make_cfg(trains[name], tiny=False), make_cfg(turned[start], tiny=False)
-        assert cfg.init_from == str(tmp_path / "out" / start / "checkpoints" / "last.ckpt"), name
+    for name, (folder, start) in starts.items():
+        cfg = make_cfg(trains[name], tiny=False)
+        origin = make_cfg((turned if folder == "out" else trains)[start], tiny=False)
+        assert cfg.init_from == str(tmp_path / folder / start / "checkpoints" / "last.ckpt"), name
         assert not network_difference({**origin.model.net}, {**cfg.model.net}), name
-        assert cfg.data.turned_to_val is None and origin.data.turned_to_val == 30, name
+        assert cfg.data.turned_to_val is None, name
         assert set(cfg.data.sources) == {"ibug300w", "lfpw", "ytf68"}, name
         assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
         assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
