@@ -113,6 +113,11 @@ def test_paired_comparison_of_two_evals(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("4 faces: NME (left_eye) pa - pb = -2.000%")
     assert paired_main([str(tmp_path / "pa"), str(tmp_path / "a"), "--part", "left_eye"]) == 2
     assert "a/predictions.jsonl: no part 'left_eye' (its parts: none" in capsys.readouterr().err
+    (tmp_path / "pb" / "predictions.jsonl").write_text(
+        json.dumps(rows[0]) + "\n" + json.dumps({"face": "src:1", "nme": 0.05}) + "\n"
+    )
+    assert paired_main([str(tmp_path / "pb"), str(tmp_path / "pa"), "--part", "left_eye"]) == 2
+    assert "pb/predictions.jsonl:2: no NME of part 'left_eye' in this row" in capsys.readouterr().err
     (tmp_path / "b" / "predictions.jsonl").write_text("{not json\n")
     assert paired_main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert "predictions.jsonl:1: not an eval prediction row" in capsys.readouterr().err

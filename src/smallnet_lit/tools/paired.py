@@ -41,7 +41,13 @@ def per_face(run: Path, part: str | None = None) -> dict[str, tuple[float, float
     if part not in names:
         known = ", ".join(names) or "none: evaluated before eval wrote part_nme, evaluate it again"
         raise ValueError(f"{run / 'predictions.jsonl'}: no part {part!r} (its parts: {known})")
-    return {row["face"]: (float(row["part_nme"][part]), row.get("yaw")) for row in rows}
+    faces = {}
+    for lineno, row in enumerate(rows, start=1):
+        try:
+            faces[row["face"]] = (float(row["part_nme"][part]), row.get("yaw"))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{run / 'predictions.jsonl'}:{lineno}: no NME of part {part!r} in this row") from None
+    return faces
 
 
 def paired(a: dict, b: dict, min_yaw: float | None = None, source: str | None = None, seed: int = 0) -> dict:
