@@ -6,6 +6,7 @@ import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import open_dict
 
+from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.model.module import load_model
 from smallnet_lit.train import train
 from smallnet_lit.training.config import config_dir
@@ -402,3 +403,30 @@ def test_init_from_takes_a_shipped_models_name(make_cfg):
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match="model not found: smallnet_nope"):
         start_from(model, "smallnet_nope")
+
+
+def test_init_from_reads_the_shipped_convs_at_another_input_size(make_cfg, checkpoint):
+    """Every conv reads any input and the head grid's pooling has no weights: a smaller-input
+    net starts from the shipped fast model's weights (docs/results.md: runs F80, F64); resuming
+    (ckpt_path) still wants the very network."""
+    from smallnet_lit.train import check_network, start_from
+    from smallnet_lit.training.instantiate import model_from
+
+    cfg = make_cfg(["+experiment=faces68_fast", "model.distill=null", "model.net.input_size=80"], tiny=False)
+    with open_dict(cfg):
+        cfg.model.net.head_stride = 8
+    model = model_from(cfg.model, "ibug68")
+    start_from(model, "smallnet_300w_fast")
+    shipped = load_model("smallnet_300w_fast")
+    for key, value in shipped.net.state_dict().items():
+        torch.testing.assert_close(model.net.state_dict()[key], value, rtol=0, atol=0)
+    model.eval()
+    maps = model.net.forward_maps(torch.zeros(1, 3, 80, 80))
+    assert model.net.grid_size == 10 and maps.scores.shape[-2:] == (10, 10)
+    from smallnet_lit.model.module import LandmarkModule
+
+    theirs = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["net"]
+    bigger = LandmarkModule(net={**theirs, "input_size": 2 * theirs["input_size"]}, scheme="ibug68")
+    start_from(bigger, str(checkpoint))  # fine-tuning at another size: allowed
+    with pytest.raises(BadInputError, match=r"network differs from this run.s: input_size 128 here vs 64 there$"):
+        check_network(bigger, torch.load(checkpoint, map_location="cpu", weights_only=False), "ckpt_path=x")

@@ -11,7 +11,13 @@ from omegaconf import DictConfig
 
 from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.data.sample import PIXEL_MEAN, PIXEL_STD
-from smallnet_lit.model.checkpoints import load_net, network_difference, read_checkpoint, resolve_model
+from smallnet_lit.model.checkpoints import (
+    SHAPE_FREE_KEYS,
+    load_net,
+    network_difference,
+    read_checkpoint,
+    resolve_model,
+)
 from smallnet_lit.training.config import config_dir, plain, user_errors_exit_2
 from smallnet_lit.training.instantiate import callbacks_from, datamodule_from, model_from
 from smallnet_lit.training.reporting import finish, loggers_from, report_test
@@ -81,7 +87,10 @@ def start_from(model: L.LightningModule, weights: str) -> None:
             "hyper_parameters": {**ckpt["hyper_parameters"], "net": deployed.config},
         }
         log.info("folding the RepVGG branches of %s into plain convs", path)
-    check_network(model, ckpt, f"init_from={weights}")
+    check_network(model, ckpt, f"init_from={weights}", ignore=SHAPE_FREE_KEYS)
+    theirs, ours = ckpt["hyper_parameters"]["net"], model.hparams.net
+    if moved := [f"{k} {theirs.get(k)} -> {ours.get(k)}" for k in SHAPE_FREE_KEYS if theirs.get(k) != ours.get(k)]:
+        log.info("%s's convs start reading another input: %s", path, ", ".join(moved))
     state = ckpt["state_dict"]
     model.net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     # training-only weights (feature distillation's projection) come along where they fit;
@@ -94,10 +103,10 @@ def start_from(model: L.LightningModule, weights: str) -> None:
     log.info("starting from the weights of %s", path)
 
 
-def check_network(model: L.LightningModule, ckpt: dict, what: str) -> None:
+def check_network(model: L.LightningModule, ckpt: dict, what: str, ignore: tuple[str, ...] = ()) -> None:
     """Refuse, in one line, weights of another network (other point count, widths, ...)."""
     theirs = ckpt["hyper_parameters"].get("net", {})
-    if diff := network_difference(dict(model.hparams.net), dict(theirs)):
+    if diff := network_difference(dict(model.hparams.net), dict(theirs), ignore):
         raise BadInputError(f"{what}: the checkpoint's network differs from this run's: {diff}")
 
 

@@ -121,14 +121,21 @@ NETWORK_KEYS = (
 )  # fmt: skip
 
 
-def network_difference(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+# Settings that change what the network computes but not its weights' shapes: every conv reads
+# any input size, and the head grid's pooling has no weights. A net can start from another's
+# weights across them (init_from: the shipped models' convs read at a smaller input).
+SHAPE_FREE_KEYS = ("input_size", "head_stride")
+
+
+def network_difference(ours: dict[str, Any], theirs: dict[str, Any], ignore: tuple[str, ...] = ()) -> str:
     """What differs between two SmallNet configs, in one line ("num_points 68 vs 98; ..."),
-    for weights that do not fit; '' when the shape-deciding settings agree."""
+    for weights that do not fit; '' when the shape-deciding settings agree (those in
+    `ignore` left out)."""
     from smallnet_lit.model.net import SmallNet
 
     defaults = {k: v.default for k, v in inspect.signature(SmallNet).parameters.items()}
     diffs = []
-    for key in NETWORK_KEYS:
+    for key in (k for k in NETWORK_KEYS if k not in ignore):
         a, b = ours.get(key, defaults.get(key)), theirs.get(key, defaults.get(key))
         if (list(a) if isinstance(a, list | tuple) else a) != (list(b) if isinstance(b, list | tuple) else b):
             diffs.append(f"{key} {a} here vs {b} there")
