@@ -14,9 +14,12 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from smallnet_lit.model.checkpoints import network_difference
+from smallnet_lit.model.checkpoints import SHAPE_FREE_KEYS, network_difference
+from smallnet_lit.model.module import load_model
+from smallnet_lit.model.net import count_macs
 from smallnet_lit.tools.compare import collect_local
 from smallnet_lit.tools.compare import main as compare_main
+from smallnet_lit.training.instantiate import model_from
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -482,6 +485,24 @@ def test_small_again_sweep_restarts_the_turned_sweeps_nets_on_the_default_split(
         assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
         assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
         assert not cfg.model.distill.get("flip"), name
+
+
+def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(tmp_path, make_cfg):
+    """sweeps/small_from_shipped.sh: F80 / F64 are the shipped fast model's very network (the
+    weights fit) read at 80 / 64 px with the head grid at stride 8, from its weights, on the
+    default split, taught by the shipped default with features, with the flip offset."""
+    trains = _sweep_trainings("small_from_shipped.sh", tmp_path, str(tmp_path / "out"))
+    assert set(trains) == {"F80", "F64"}
+    shipped = load_model("smallnet_300w_fast").hparams.net
+    for name, size in (("F80", 80), ("F64", 64)):
+        cfg = make_cfg(trains[name], tiny=False)
+        assert cfg.init_from == "smallnet_300w_fast", name
+        assert not network_difference({**cfg.model.net, "num_points": 68}, dict(shipped), ignore=SHAPE_FREE_KEYS), name
+        assert (cfg.model.net.input_size, cfg.model.net.head_stride) == (size, 8), name
+        assert count_macs(model_from(cfg.model, "ibug68").net) <= (0.05e9 if size == 64 else 0.10e9), name
+        assert cfg.data.turned_to_val is None and set(cfg.data.sources) == {"ibug300w", "lfpw", "ytf68"}, name
+        assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
+        assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
 
 
 def test_compare_ignores_half_written_rows_and_marks_unfinished_runs(tmp_path, capsys):
