@@ -3,9 +3,11 @@
 # Its convs read any size and the head grid's pooling has no weights, so the 0.18-GMAC net at
 # 128 px starts, unchanged, as a 0.078-GMAC net at 80 px (F80) or a 0.050-GMAC one at 64 px (F64),
 # both with the head grid at stride 8 (10x10 / 8x8 cells), and learns the new scale from the
-# shipped weights instead of from scratch. On the default split, taught by the shipped default
+# shipped weights instead of from scratch. F96 reads 96 px (12x12 cells) without its first stage's
+# second conv (the costliest: 0.012 GMACs at 48x48) to fit 0.10 GMACs: each stage starts from
+# the shipped stage's first convs. On the default split, taught by the shipped default
 # with its features, with the flip offset (as sweeps/small_again.sh).
-#   F80 / F64: `smallnet_300w_fast` + 50 epochs from lr 0.001 (2026-12-03, fourteenth session)
+#   F80 / F96 / F64: `smallnet_300w_fast` + 50 epochs from lr 0.001 (2026-12-03, fourteenth session)
 # then the final epoch of each on the validations of docs/results.md.
 #   bash sweeps/small_from_shipped.sh OUT_DIR
 set -euo pipefail
@@ -15,6 +17,7 @@ FAST=(+experiment=faces68_fast +model.distill.features=1.0 "${FLIP[@]}" trainer.
 at() { echo "model.net.input_size=$1" model.net.head_stride=8; }
 from_shipped() { echo "init_from=smallnet_300w_fast trainer.max_epochs=$1 model.optimizer.lr=$2"; }
 run F80 "${FAST[@]}" $(at 80) $(from_shipped 50 0.001)
+run F96 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(from_shipped 50 0.001)
 run F64 "${FAST[@]}" $(at 64) $(from_shipped 50 0.001)
 # Eval: the 300-W split (the issue's) and the plain split of every source, then each run paired
 # with the shipped fast model it started from (the same weights' price for the smaller input).
@@ -26,7 +29,7 @@ evaluate() { # NAME CKPT
   done
 }
 evaluate fast smallnet_300w_fast
-for name in F80 F64; do
+for name in F80 F96 F64; do
   evaluate $name "$OUT/$name/checkpoints/last.ckpt"
   for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/${name}_$faces" "${OUT}_eval/fast_$faces"; done
 done

@@ -430,3 +430,27 @@ def test_init_from_reads_the_shipped_convs_at_another_input_size(make_cfg, check
     start_from(bigger, str(checkpoint))  # fine-tuning at another size: allowed
     with pytest.raises(BadInputError, match=r"network differs from this run.s: input_size 128 here vs 64 there$"):
         check_network(bigger, torch.load(checkpoint, map_location="cpu", weights_only=False), "ckpt_path=x")
+
+
+def test_init_from_a_deeper_net_keeps_each_stages_first_convs(make_cfg):
+    """A stage with fewer convs starts from the source stage's first ones (run F96: the shipped
+    fast net without its first stage's second conv); a deeper net is refused."""
+    from smallnet_lit.train import start_from
+    from smallnet_lit.training.instantiate import model_from
+
+    def fast(depths: str):
+        cfg = make_cfg(["+experiment=faces68_fast", "model.distill=null", f"model.net.depths={depths}"], tiny=False)
+        with open_dict(cfg):
+            cfg.model.net.input_size, cfg.model.net.head_stride = 96, 8
+        return model_from(cfg.model, "ibug68")
+
+    model = fast("[1,3,4,2]")
+    start_from(model, "smallnet_300w_fast")
+    shipped = load_model("smallnet_300w_fast").net.state_dict()
+    ours = model.net.state_dict()
+    assert all(not k.startswith("stages.0.3.") for k in ours)  # the cut conv is gone
+    for key, value in ours.items():
+        torch.testing.assert_close(value, shipped[key], rtol=0, atol=0)
+    assert {k for k in shipped if k not in ours} == {k for k in shipped if k.startswith(("stages.0.3.", "stages.0.4."))}
+    with pytest.raises(BadInputError, match=r"depths \[3, 3, 4, 2\] here vs \[2, 3, 4, 2\] there"):
+        start_from(fast("[3,3,4,2]"), "smallnet_300w_fast")

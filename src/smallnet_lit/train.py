@@ -87,6 +87,7 @@ def start_from(model: L.LightningModule, weights: str) -> None:
             "hyper_parameters": {**ckpt["hyper_parameters"], "net": deployed.config},
         }
         log.info("folding the RepVGG branches of %s into plain convs", path)
+    ckpt = _first_convs_of_each_stage(ckpt, model, path)
     check_network(model, ckpt, f"init_from={weights}", ignore=SHAPE_FREE_KEYS)
     theirs, ours = ckpt["hyper_parameters"]["net"], model.hparams.net
     if moved := [f"{k} {theirs.get(k)} -> {ours.get(k)}" for k in SHAPE_FREE_KEYS if theirs.get(k) != ours.get(k)]:
@@ -101,6 +102,30 @@ def start_from(model: L.LightningModule, weights: str) -> None:
     if fresh := sorted(set(own) - set(fitting)):
         log.info("%s has no %s: trained from scratch", path, ", ".join(fresh))
     log.info("starting from the weights of %s", path)
+
+
+def _first_convs_of_each_stage(ckpt: dict, model: L.LightningModule, path) -> dict:
+    """A net with fewer convs in some stages starts from each stage's first ones: the stages
+    are built conv by conv, so the shallower stage's modules are the deeper one's first."""
+    theirs, ours = ckpt["hyper_parameters"].get("net", {}), model.hparams.net
+    deep, shallow = list(theirs.get("depths", [])), list(ours.get("depths", []))
+    if deep == shallow or len(deep) != len(shallow) or any(a > b for a, b in zip(shallow, deep, strict=True)):
+        return ckpt  # the same depths, or not a cut of them: check_network names what differs
+
+    def kept(key: str) -> bool:
+        parts = key.split(".")
+        if parts[:2] != ["net", "stages"]:
+            return True
+        return int(parts[3]) < len(model.net.stages[int(parts[2])])
+
+    for stage, (a, b) in enumerate(zip(deep, shallow, strict=True)):
+        if a != b:
+            log.info("%s: stage %d keeps the first %d of its %d convs", path, stage, b, a)
+    return {
+        **ckpt,
+        "state_dict": {k: v for k, v in ckpt["state_dict"].items() if kept(k)},
+        "hyper_parameters": {**ckpt["hyper_parameters"], "net": {**theirs, "depths": shallow}},
+    }
 
 
 def check_network(model: L.LightningModule, ckpt: dict, what: str, ignore: tuple[str, ...] = ()) -> None:
