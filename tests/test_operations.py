@@ -493,7 +493,10 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
     its weights, on the default split, taught by the shipped default with features, with the flip
     offset; each within the issue's GMACs."""
     trains = _sweep_trainings("small_from_shipped.sh", tmp_path, str(tmp_path / "out"))
-    assert set(trains) == {"F80", "F96", "F64"}
+    assert set(trains) == {"F80", "F96", "F64", "F96R"}
+    restart = make_cfg(trains["F96R"], tiny=False)
+    assert restart.init_from == str(tmp_path / "out" / "F96" / "checkpoints" / "last.ckpt")
+    assert not network_difference({**restart.model.net}, {**make_cfg(trains["F96"], tiny=False).model.net})
     shipped = load_model("smallnet_300w_fast").hparams.net
     for name, size in (("F80", 80), ("F96", 96), ("F64", 64)):
         cfg = make_cfg(trains[name], tiny=False)
