@@ -8,7 +8,9 @@
 # the shipped stage's first convs. On the default split, taught by the shipped default
 # with its features, with the flip offset (as sweeps/small_again.sh).
 #   F80 / F96 / F64: `smallnet_300w_fast` + 50 epochs from lr 0.001 (2026-12-03, fourteenth session)
-#   F96R:            F96 restarted, 50 epochs from lr 0.0005 (do restarts pay here as in the chains?)
+#   D80:             the shipped default's network (32-64-128-224) at 80 px, 10x10 cells, with one conv in
+#                    each of its first two stages (0.089 GMACs): more late-stage capacity, from
+#                    `smallnet_300w`, 50 epochs from lr 0.001
 # then the final epoch of each on the validations of docs/results.md.
 #   bash sweeps/small_from_shipped.sh OUT_DIR
 set -euo pipefail
@@ -20,8 +22,8 @@ from_shipped() { echo "init_from=smallnet_300w_fast trainer.max_epochs=$1 model.
 run F80 "${FAST[@]}" $(at 80) $(from_shipped 50 0.001)
 run F96 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(from_shipped 50 0.001)
 run F64 "${FAST[@]}" $(at 64) $(from_shipped 50 0.001)
-run F96R "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] init_from="$OUT/F96/checkpoints/last.ckpt" \
-  trainer.max_epochs=50 model.optimizer.lr=0.0005
+run D80 "${FAST[@]}" $(at 80) model.net.width_mult=1.0 model.net.depths=[1,1,4,2] \
+  init_from=smallnet_300w trainer.max_epochs=50 model.optimizer.lr=0.001
 # Eval: the 300-W split (the issue's) and the plain split of every source, then each run paired
 # with the shipped fast model it started from (the same weights' price for the smaller input).
 evaluate() { # NAME CKPT
@@ -36,5 +38,5 @@ for name in F80 F96 F64; do
   evaluate $name "$OUT/$name/checkpoints/last.ckpt"
   for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/${name}_$faces" "${OUT}_eval/fast_$faces"; done
 done
-evaluate F96R "$OUT/F96R/checkpoints/last.ckpt"
-for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/F96R_$faces" "${OUT}_eval/F96_$faces"; done
+evaluate D80 "$OUT/D80/checkpoints/last.ckpt"
+for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/D80_$faces" "${OUT}_eval/F80_$faces"; done
