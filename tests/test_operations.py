@@ -490,8 +490,9 @@ def test_small_again_sweep_restarts_the_turned_sweeps_nets_on_the_default_split(
 def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(tmp_path, make_cfg):
     """sweeps/small_from_shipped.sh: F80 / F64 are the shipped fast model's very network (the
     weights fit) read at 80 / 64 px with the head grid at stride 8, F96 at 96 px less a conv, from
-    its weights, on the default split, taught by the shipped default with features, with the flip
-    offset; each within the issue's GMACs."""
+    its weights; D80 the shipped default's net at 80 px less five convs, from its weights; all on the
+    default split, taught by the shipped default with features, with the flip offset, each within
+    the issue's GMACs."""
     trains = _sweep_trainings("small_from_shipped.sh", tmp_path, str(tmp_path / "out"))
     assert set(trains) == {"F80", "F96", "F64", "D80"}
     default = make_cfg(trains["D80"], tiny=False)  # the shipped default's net, cut to 0.10 GMACs

@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import open_dict
 
 from smallnet_lit.data.errors import BadInputError
-from smallnet_lit.model.module import load_model
+from smallnet_lit.model.module import LandmarkModule, load_model
 from smallnet_lit.train import train
 from smallnet_lit.training.config import config_dir
 from tests.helpers.faces import SHARED_DATA, write_ibug
@@ -300,8 +300,6 @@ def test_best_nme_ignores_the_sanity_check_and_survives_a_resume(make_cfg, tmp_p
     assert len(nme) == 1 and nme[0] > 1  # the untrained sanity batches score about 0.7
     assert metrics["val/nme_best"] == pytest.approx(min(nme), rel=1e-6)
 
-    from smallnet_lit.model.module import LandmarkModule
-
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["val_nme_best"] == pytest.approx(min(nme), rel=1e-6)
     fresh = LandmarkModule(**ckpt["hyper_parameters"])
@@ -423,8 +421,6 @@ def test_init_from_reads_the_shipped_convs_at_another_input_size(make_cfg, check
     model.eval()
     maps = model.net.forward_maps(torch.zeros(1, 3, 80, 80))
     assert model.net.grid_size == 10 and maps.scores.shape[-2:] == (10, 10)
-    from smallnet_lit.model.module import LandmarkModule
-
     theirs = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["net"]
     bigger = LandmarkModule(net={**theirs, "input_size": 2 * theirs["input_size"]}, scheme="ibug68")
     start_from(bigger, str(checkpoint))  # fine-tuning at another size: allowed
