@@ -492,10 +492,11 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
     weights fit) read at 80 / 64 px with the head grid at stride 8, F96 at 96 px less a conv, from
     its weights; D80 the shipped default's net at 80 px less five convs, from its weights; all on the
     default split, taught by the shipped default with features, with the flip offset, each within
-    the issue's GMACs; F96L / F64L continue F96 / F64 with their very networks, F96L2 / F64L2 those, F64L3 F64L2."""
+    the issue's GMACs; each restart (F96L, F64L, F96L2, ...) continues the run before it with its very
+    network, data and teacher."""
     out = tmp_path / "out"
     trains = _sweep_trainings("small_from_shipped.sh", tmp_path, str(out))
-    assert set(trains) == {"F80", "F96", "F64", "D80", "F96L", "F64L", "F96L2", "F64L2", "F64L3"}
+    assert set(trains) == {"F80", "F96", "F64", "D80", "F96L", "F64L", "F96L2", "F64L2", "F64L3", "F96L3"}
     default = make_cfg(trains["D80"], tiny=False)  # the shipped default's net, cut to 0.10 GMACs
     assert default.init_from == "smallnet_300w" and list(default.model.net.depths) == [1, 1, 4, 2]
     theirs = dict(load_model("smallnet_300w").hparams.net)
@@ -513,7 +514,8 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         assert cfg.data.turned_to_val is None and set(cfg.data.sources) == {"ibug300w", "lfpw", "ytf68"}, name
         assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
         assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
-    for name, before in (("F96L", "F96"), ("F64L", "F64"), ("F96L2", "F96L"), ("F64L2", "F64L"), ("F64L3", "F64L2")):
+    restarts = {"F96L": "F96", "F64L": "F64", "F96L2": "F96L", "F64L2": "F64L", "F64L3": "F64L2", "F96L3": "F96L2"}
+    for name, before in restarts.items():
         first, again = make_cfg(trains[before], tiny=False), make_cfg(trains[name], tiny=False)
         assert again.init_from == str(out / before / "checkpoints" / "last.ckpt"), name
         assert again.model.net == first.model.net and again.data == first.data, name
