@@ -7,7 +7,7 @@ import torch
 from smallnet_lit.model import codec
 from smallnet_lit.model.codec import HeadOutput
 from smallnet_lit.model.landmarks import IBUG68
-from smallnet_lit.model.net import SmallNet, count_macs, count_params
+from smallnet_lit.model.net import RepConv, SmallNet, count_macs, count_params
 from tests.helpers.heads import neighbour_maps_at_truth
 
 
@@ -202,6 +202,32 @@ def test_reparameterized_net_folds_into_the_plain_stack_with_equal_outputs(block
     # Costs are the deployed net's; the training form has the extra branches.
     assert count_macs(net) == count_macs(SmallNet(**kwargs)) and count_params(net) == count_params(plain)
     assert sum(p.numel() for p in net.parameters()) > count_params(net)
+
+
+@pytest.mark.parametrize("block", ["conv", "dw"])
+def test_a_trained_plain_net_grows_branches_that_start_at_zero(block):
+    """`grown` (init_from a plain checkpoint with model.net.reparam=true) adds RepVGG branches to a
+    trained net without changing what it computes, in training and eval, and they do train."""
+    kwargs = dict(num_points=68, input_size=64, widths=[8, 16, 24], depths=[2, 2, 1], block=block, decode="soft")
+    plain = _trained_batchnorm(SmallNet(**kwargs, norm=True))
+    grown = plain.grown()
+    assert grown.reparam and any(isinstance(m, RepConv) for m in grown.modules())
+    x = torch.randn(3, 3, 64, 64)
+    for training in (False, True):
+        plain.train(training), grown.train(training)
+        a, b = plain.forward_maps(x), grown.forward_maps(x)
+        for name in ("scores", "offsets", "log_delta"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=0)
+    b.scores.logsumexp(-1).sum().backward()
+    branch_grads = [
+        m.identity.weight.grad for m in grown.modules() if isinstance(m, RepConv) and m.identity is not None
+    ]
+    assert branch_grads and all(g is not None for g in branch_grads) and any(g.abs().sum() > 0 for g in branch_grads)
+    with torch.no_grad():
+        folded = grown.eval().deployed().forward_maps(x).scores
+        torch.testing.assert_close(folded, plain.eval().forward_maps(x).scores, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="plain net with BatchNorm"):
+        SmallNet(**kwargs).grown()  # no BatchNorm to carry the main branch
 
 
 def test_reparameterized_exports_are_folded(tmp_path):

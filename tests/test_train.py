@@ -450,3 +450,28 @@ def test_init_from_a_deeper_net_keeps_each_stages_first_convs(make_cfg):
     assert {k for k in shipped if k not in ours} == {k for k in shipped if k.startswith(("stages.0.3.", "stages.0.4."))}
     with pytest.raises(BadInputError, match=r"depths \[3, 3, 4, 2\] here vs \[2, 3, 4, 2\] there"):
         start_from(fast("[3,3,4,2]"), "smallnet_300w_fast")
+
+
+def test_init_from_a_plain_net_grows_repvgg_branches(make_cfg, checkpoint):
+    """`init_from=smallnet_300w_fast model.net.reparam=true`: the shipped convs become the
+    branches' main convs and the net starts computing exactly what the shipped one does (run
+    F96LR); a checkpoint without BatchNorm cannot carry the branches and is refused by name."""
+    from smallnet_lit.train import start_from
+    from smallnet_lit.training.instantiate import model_from
+
+    cfg = make_cfg(["+experiment=faces68_fast", "model.distill=null", "model.net.reparam=true"], tiny=False)
+    model = model_from(cfg.model, "ibug68")
+    start_from(model, "smallnet_300w_fast")
+    shipped = load_model("smallnet_300w_fast")
+    model.eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        ours, theirs = model.net.forward_maps(x), shipped.net.forward_maps(x)
+        torch.testing.assert_close(ours.scores, theirs.scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours.offsets, theirs.offsets, atol=1e-5, rtol=0)
+    theirs_net = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["net"]
+    tiny = LandmarkModule(net={**theirs_net, "reparam": True}, scheme="ibug68")
+    with pytest.raises(
+        BadInputError, match=r"init_from=.*tiny.ckpt: RepVGG branches grow on a plain net with BatchNorm"
+    ):
+        start_from(tiny, str(checkpoint))

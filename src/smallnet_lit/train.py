@@ -87,6 +87,10 @@ def start_from(model: L.LightningModule, weights: str) -> None:
             "hyper_parameters": {**ckpt["hyper_parameters"], "net": deployed.config},
         }
         log.info("folding the RepVGG branches of %s into plain convs", path)
+    elif model.hparams.net.get("reparam") and not ckpt["hyper_parameters"].get("net", {}).get("reparam"):
+        # a trained plain net grows RepVGG branches that start at zero: the same function,
+        # more to train (docs/results.md: run F96LR)
+        ckpt = _with_branches(ckpt, path)
     ckpt = _first_convs_of_each_stage(ckpt, model, path)
     check_network(model, ckpt, f"init_from={weights}", ignore=SHAPE_FREE_KEYS)
     theirs, ours = ckpt["hyper_parameters"]["net"], model.hparams.net
@@ -102,6 +106,21 @@ def start_from(model: L.LightningModule, weights: str) -> None:
     if fresh := sorted(set(own) - set(fitting)):
         log.info("%s has no %s: trained from scratch", path, ", ".join(fresh))
     log.info("starting from the weights of %s", path)
+
+
+def _with_branches(ckpt: dict, path) -> dict:
+    """A plain checkpoint with BatchNorm as the RepVGG net that computes the same (SmallNet.grown)."""
+    try:
+        grown = load_net(path).net.grown()
+    except ValueError as e:
+        raise BadInputError(f"init_from={path}: {e}; this checkpoint's convs have no BatchNorm") from None
+    rest = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("net.")}
+    log.info("%s grows RepVGG branches (1x1 and identity, starting at zero) beside its convs", path)
+    return {
+        **ckpt,
+        "state_dict": {**rest, **{f"net.{k}": v for k, v in grown.state_dict().items()}},
+        "hyper_parameters": {**ckpt["hyper_parameters"], "net": grown.config},
+    }
 
 
 def _first_convs_of_each_stage(ckpt: dict, model: L.LightningModule, path) -> dict:

@@ -135,6 +135,28 @@ class SmallNet(nn.Module):
         plain.load_state_dict({**rest, **folded})
         return plain.to(next(self.parameters()).device).train(self.training)
 
+    def grown(self) -> SmallNet:
+        """The inverse of `deployed` for a trained net with BatchNorm: a new net with RepVGG
+        branches whose every conv and BatchNorm is its RepConv's main branch, and whose 1x1
+        and identity branches start with BatchNorm scales and shifts of zero. It computes
+        exactly what this net does, in training and eval, and the branches grow from there."""
+        if self.reparam or not self.config.get("norm"):
+            raise ValueError("RepVGG branches grow on a plain net with BatchNorm (reparam false, norm true)")
+        grown = SmallNet(**{**self.config, "reparam": True})
+        convs = [m for m in self.stages.modules() if isinstance(m, nn.Conv2d)]
+        norms = [m for m in self.stages.modules() if isinstance(m, nn.BatchNorm2d)]
+        reps = [m for m in grown.stages.modules() if isinstance(m, RepConv)]
+        with torch.no_grad():
+            for conv, norm, rep in zip(convs, norms, reps, strict=True):
+                rep.main.load_state_dict(nn.Sequential(conv, norm).state_dict())
+                for branch in (rep.scale[1] if rep.scale is not None else None, rep.identity):
+                    if branch is not None:
+                        nn.init.zeros_(branch.weight)
+                        nn.init.zeros_(branch.bias)
+        rest = {k: v for k, v in self.state_dict().items() if not k.startswith("stages.")}
+        grown.load_state_dict({**grown.state_dict(), **rest})
+        return grown.to(next(self.parameters()).device).train(self.training)
+
     def _init_weights(self, negative_slope: float) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
