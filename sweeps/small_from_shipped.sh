@@ -17,6 +17,7 @@
 #   F96L4:           F96L3 again, 50 epochs from lr 0.0005 (sixteenth session: the control for F96LR)
 #   F96LR:           the same restart with RepVGG branches grown beside F96L3's convs, starting at
 #                    zero (the same function at the start; folded at export: the same deployed net)
+#   F64L4 / F64LR:   the same pair from F64L3, 60 epochs
 # then the final epoch of each on the validations of docs/results.md.
 #   bash sweeps/small_from_shipped.sh OUT_DIR
 set -euo pipefail
@@ -39,6 +40,8 @@ run F64L3 "${FAST[@]}" $(at 64) $(again F64L2 60)
 run F96L3 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L2 40)
 run F96L4 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L3 50)
 run F96LR "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L3 50) model.net.reparam=true
+run F64L4 "${FAST[@]}" $(at 64) $(again F64L3 60)
+run F64LR "${FAST[@]}" $(at 64) $(again F64L3 60) model.net.reparam=true
 # Eval: the 300-W split (the issue's) and the plain split of every source, then each run paired
 # with the shipped fast model it started from (the same weights' price for the smaller input).
 evaluate() { # NAME CKPT
@@ -55,7 +58,9 @@ for name in F80 F96 F64; do
 done
 evaluate D80 "$OUT/D80/checkpoints/last.ckpt"
 for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/D80_$faces" "${OUT}_eval/F80_$faces"; done
-for pair in F96L:F96 F64L:F64 F96L2:F96L F64L2:F64L F64L3:F64L2 F96L3:F96L2 F96L4:F96L3 F96LR:F96L3 F96LR:F96L4; do # each restart paired with the run it continues
+# Each restart paired with the run it continues; the grown runs also with their controls.
+pairs=(F96L:F96 F64L:F64 F96L2:F96L F64L2:F64L F64L3:F64L2 F96L3:F96L2 F96L4:F96L3 F96LR:F96L3 F64L4:F64L3 F64LR:F64L3)
+for pair in "${pairs[@]}" F96LR:F96L4 F64LR:F64L4; do
   name=${pair%:*} before=${pair#*:}
   evaluate $name "$OUT/$name/checkpoints/last.ckpt"
   for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/${name}_$faces" "${OUT}_eval/${before}_$faces"; done
