@@ -493,7 +493,8 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
     its weights; D80 the shipped default's net at 80 px less five convs, from its weights; all on the
     default split, taught by the shipped default with features, with the flip offset, each within
     the issue's GMACs; each restart (F96L, F64L, F96L2, ...) continues the run before it with its very
-    network (F96LR: with RepVGG branches grown beside it), data and teacher."""
+    network (F96LR: with RepVGG branches grown beside it), data and teacher (F64TA: the shipped fast
+    model, a teacher assistant)."""
     out = tmp_path / "out"
     trains = _sweep_trainings("small_from_shipped.sh", tmp_path, str(out))
     assert set(trains) == {
@@ -510,7 +511,7 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         "F96L4",
         "F96LR",
         "F64L4",
-        "F64LR",
+        "F64TA",
     }
     default = make_cfg(trains["D80"], tiny=False)  # the shipped default's net, cut to 0.10 GMACs
     assert default.init_from == "smallnet_300w" and list(default.model.net.depths) == [1, 1, 4, 2]
@@ -530,13 +531,14 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
         assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
     restarts = {"F96L": "F96", "F64L": "F64", "F96L2": "F96L", "F64L2": "F64L", "F64L3": "F64L2", "F96L3": "F96L2"}
-    restarts |= {"F96L4": "F96L3", "F96LR": "F96L3", "F64L4": "F64L3", "F64LR": "F64L3"}
+    restarts |= {"F96L4": "F96L3", "F96LR": "F96L3", "F64L4": "F64L3", "F64TA": "F64L3"}
     for name, before in restarts.items():
         first, again = make_cfg(trains[before], tiny=False), make_cfg(trains[name], tiny=False)
         assert again.init_from == str(out / before / "checkpoints" / "last.ckpt"), name
         grown = {"reparam": True} if name.endswith("R") else {}  # RepVGG branches beside the same convs
         assert again.model.net == {**first.model.net, **grown} and again.data == first.data, name
-        assert again.model.distill == first.model.distill, name
+        assistant = {"teacher": "smallnet_300w_fast"} if name.endswith("TA") else {}  # F64's own net at 128 px
+        assert again.model.distill == {**first.model.distill, **assistant}, name
         assert again.model.optimizer.lr == 0.0005, name
 
 
