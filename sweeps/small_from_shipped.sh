@@ -21,8 +21,10 @@
 #   F64TA:           the same restart taught by `smallnet_300w_fast` (with its features): F64's own
 #                    network at 128 px, between the 0.40-GMAC default and the 0.05-GMAC student (a
 #                    teacher assistant). F64LR (F64L4 with branches grown) was stopped at epoch 9 of 60,
-#                    level with F64L4, once F96LR's branches were seen not to grow
-#   F96TA:           F96L4's restart taught by `smallnet_300w_fast` as F64TA
+#                    level with F64L4, once F96LR's branches were seen not to grow; F96TA (F96L4's
+#                    restart taught the same way) at epoch 7 of 50, once F64TA had drawn level with
+#                    F64L4 on 300-W and stayed behind it on the plain split
+#   F96L5 / F64L5:   F96L4 / F64L4 again, 40 / 50 epochs from lr 0.0005
 # then the final epoch of each on the validations of docs/results.md.
 #   bash sweeps/small_from_shipped.sh OUT_DIR
 set -euo pipefail
@@ -47,7 +49,8 @@ run F96L4 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L3 50)
 run F96LR "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L3 50) model.net.reparam=true
 run F64L4 "${FAST[@]}" $(at 64) $(again F64L3 60)
 run F64TA "${FAST[@]}" $(at 64) $(again F64L3 60) model.distill.teacher=smallnet_300w_fast
-run F96TA "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L3 50) model.distill.teacher=smallnet_300w_fast
+run F96L5 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L4 40)
+run F64L5 "${FAST[@]}" $(at 64) $(again F64L4 50)
 # Eval: the 300-W split (the issue's) and the plain split of every source, then each run paired
 # with the shipped fast model it started from (the same weights' price for the smaller input).
 evaluate() { # NAME CKPT
@@ -64,9 +67,9 @@ for name in F80 F96 F64; do
 done
 evaluate D80 "$OUT/D80/checkpoints/last.ckpt"
 for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/D80_$faces" "${OUT}_eval/F80_$faces"; done
-# Each restart paired with the run it continues; F96LR, F64TA and F96TA also with their controls.
-pairs=(F96L:F96 F64L:F64 F96L2:F96L F64L2:F64L F64L3:F64L2 F96L3:F96L2 F96L4:F96L3 F96LR:F96L3 F64L4:F64L3 F64TA:F64L3 F96TA:F96L3)
-for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4 F96TA:F96L4; do
+# Each restart paired with the run it continues; F96LR and F64TA also with their controls.
+pairs=(F96L:F96 F64L:F64 F96L2:F96L F64L2:F64L F64L3:F64L2 F96L3:F96L2 F96L4:F96L3 F96LR:F96L3 F64L4:F64L3 F64TA:F64L3 F96L5:F96L4 F64L5:F64L4)
+for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4; do
   name=${pair%:*} before=${pair#*:}
   evaluate $name "$OUT/$name/checkpoints/last.ckpt"
   for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/${name}_$faces" "${OUT}_eval/${before}_$faces"; done

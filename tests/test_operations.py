@@ -512,7 +512,8 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         "F96LR",
         "F64L4",
         "F64TA",
-        "F96TA",
+        "F96L5",
+        "F64L5",
     }
     default = make_cfg(trains["D80"], tiny=False)  # the shipped default's net, cut to 0.10 GMACs
     assert default.init_from == "smallnet_300w" and list(default.model.net.depths) == [1, 1, 4, 2]
@@ -532,7 +533,8 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
         assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
     restarts = {"F96L": "F96", "F64L": "F64", "F96L2": "F96L", "F64L2": "F64L", "F64L3": "F64L2", "F96L3": "F96L2"}
-    restarts |= {"F96L4": "F96L3", "F96LR": "F96L3", "F64L4": "F64L3", "F64TA": "F64L3", "F96TA": "F96L3"}
+    restarts |= {"F96L4": "F96L3", "F96LR": "F96L3", "F64L4": "F64L3", "F64TA": "F64L3"}
+    restarts |= {"F96L5": "F96L4", "F64L5": "F64L4"}
     for name, before in restarts.items():
         first, again = make_cfg(trains[before], tiny=False), make_cfg(trains[name], tiny=False)
         assert again.init_from == str(out / before / "checkpoints" / "last.ckpt"), name
