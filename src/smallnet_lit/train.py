@@ -79,18 +79,16 @@ def start_from(model: L.LightningModule, weights: str) -> None:
     ckpt = read_checkpoint(path)
     if ckpt["hyper_parameters"].get("net", {}).get("reparam") and not model.hparams.net.get("reparam"):
         # a RepVGG checkpoint into its deployed net (e.g. quantization-aware fine-tuning)
-        deployed = load_net(path).net.deployed()
-        rest = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("net.")}
-        ckpt = {
-            **ckpt,
-            "state_dict": {**rest, **{f"net.{k}": v for k, v in deployed.state_dict().items()}},
-            "hyper_parameters": {**ckpt["hyper_parameters"], "net": deployed.config},
-        }
+        ckpt = _with_net(ckpt, load_net(path).net.deployed())
         log.info("folding the RepVGG branches of %s into plain convs", path)
     elif model.hparams.net.get("reparam") and not ckpt["hyper_parameters"].get("net", {}).get("reparam"):
         # a trained plain net grows RepVGG branches that start at zero: the same function,
         # more to train (docs/results.md: run F96LR)
-        ckpt = _with_branches(ckpt, path)
+        try:
+            ckpt = _with_net(ckpt, load_net(path).net.grown())
+        except ValueError as e:
+            raise BadInputError(f"init_from={path}: {e}; this checkpoint's convs have no BatchNorm") from None
+        log.info("%s grows RepVGG branches (1x1 and identity, starting at zero) beside its convs", path)
     ckpt = _first_convs_of_each_stage(ckpt, model, path)
     check_network(model, ckpt, f"init_from={weights}", ignore=SHAPE_FREE_KEYS)
     theirs, ours = ckpt["hyper_parameters"]["net"], model.hparams.net
@@ -108,18 +106,13 @@ def start_from(model: L.LightningModule, weights: str) -> None:
     log.info("starting from the weights of %s", path)
 
 
-def _with_branches(ckpt: dict, path) -> dict:
-    """A plain checkpoint with BatchNorm as the RepVGG net that computes the same (SmallNet.grown)."""
-    try:
-        grown = load_net(path).net.grown()
-    except ValueError as e:
-        raise BadInputError(f"init_from={path}: {e}; this checkpoint's convs have no BatchNorm") from None
+def _with_net(ckpt: dict, net) -> dict:
+    """The checkpoint with `net`'s weights and config in place of its own network's."""
     rest = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("net.")}
-    log.info("%s grows RepVGG branches (1x1 and identity, starting at zero) beside its convs", path)
     return {
         **ckpt,
-        "state_dict": {**rest, **{f"net.{k}": v for k, v in grown.state_dict().items()}},
-        "hyper_parameters": {**ckpt["hyper_parameters"], "net": grown.config},
+        "state_dict": {**rest, **{f"net.{k}": v for k, v in net.state_dict().items()}},
+        "hyper_parameters": {**ckpt["hyper_parameters"], "net": net.config},
     }
 
 
