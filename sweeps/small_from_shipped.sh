@@ -20,7 +20,7 @@
 #   F64L4:           F64L3 again, 60 epochs (the control for F64TA)
 #   F64TA:           the same restart taught by `smallnet_300w_fast` (with its features): F64's own
 #                    network at 128 px, between the 0.40-GMAC default and the 0.05-GMAC student (a
-#                    teacher assistant). F64LR (F64L4 with branches grown) was stopped at epoch 9 of 60,
+#                    teacher assistant). F64LR (F64L4's restart with grown branches) was stopped at epoch 9 of 60,
 #                    level with F64L4, once F96LR's branches were seen not to grow; F96TA (F96L4's
 #                    restart taught the same way) at epoch 7 of 50, once F64TA had drawn level with
 #                    F64L4 on 300-W and stayed behind it on the plain split
