@@ -58,7 +58,7 @@ def test_default_model_stays_small(num_points):
         (dict(pool="median"), "pool must be"),
         (dict(pool_levels=9), "pool_levels"),
         (dict(num_points=0), "num_points"),
-        (dict(block="ghost"), "block must be"),
+        (dict(block="shuffle"), "block must be"),
     ],
 )
 def test_bad_configs_are_rejected(kwargs, message):
@@ -186,7 +186,7 @@ def _trained_batchnorm(net: SmallNet, seed: int = 0) -> SmallNet:
     return net.eval()
 
 
-@pytest.mark.parametrize("block", ["conv", "dw"])
+@pytest.mark.parametrize("block", ["conv", "dw", "ghost"])
 def test_reparameterized_net_folds_into_the_plain_stack_with_equal_outputs(block):
     kwargs = dict(num_points=68, input_size=64, widths=[8, 16, 24], depths=[2, 2, 1], block=block, decode="soft")
     net = _trained_batchnorm(SmallNet(**kwargs, reparam=True, norm=True))
@@ -204,7 +204,7 @@ def test_reparameterized_net_folds_into_the_plain_stack_with_equal_outputs(block
     assert sum(p.numel() for p in net.parameters()) > count_params(net)
 
 
-@pytest.mark.parametrize("block", ["conv", "dw"])
+@pytest.mark.parametrize("block", ["conv", "dw", "ghost"])
 def test_a_trained_plain_net_grows_branches_that_start_at_zero(block):
     """`grown` (init_from a plain checkpoint with model.net.reparam=true) adds RepVGG branches to a
     trained net without changing what it computes, in training and eval, and they do train."""
@@ -228,6 +228,35 @@ def test_a_trained_plain_net_grows_branches_that_start_at_zero(block):
         torch.testing.assert_close(folded, plain.eval().forward_maps(x).scores, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="plain net with BatchNorm"):
         SmallNet(**kwargs).grown()  # no BatchNorm to carry the main branch
+
+
+def test_ghost_modules_make_half_the_channels_cheaply_and_export(tmp_path):
+    """block=ghost: each conv after the stem is a GhostConv whose 3x3 conv makes half of the
+    channels and a depthwise 3x3 conv on them the rest, at about half the plain stack's MACs;
+    ONNX Runtime computes what torch does."""
+    import onnxruntime as ort
+
+    from smallnet_lit.inference.deploy import Deployable, export_onnx
+    from smallnet_lit.model.net import GhostConv
+
+    kwargs = dict(num_points=68, input_size=64, widths=[8, 16, 32], depths=[2, 2, 1], decode="soft")
+    ghost, plain = SmallNet(**kwargs, block="ghost").eval(), SmallNet(**kwargs)
+    modules = [m for m in ghost.modules() if isinstance(m, GhostConv)]
+    assert len(modules) == 4  # every conv but the stem
+    x = torch.randn(2, 3, 64, 64)
+    stage = ghost.stages[1][0]
+    half = stage.primary(ghost.stages[0](x))
+    torch.testing.assert_close(stage(ghost.stages[0](x)), torch.cat([half, stage.cheap(half)], dim=1))
+    assert stage.cheap[0].groups == 8 and stage.primary[0].out_channels == 8  # 16 channels, half each way
+    shared = 3 * 9 * 8 * 32 * 32 + ghost.head.in_channels * ghost.head.out_channels * ghost.grid_size**2  # stem, head
+    assert 0.4 < (count_macs(ghost) - shared) / (count_macs(plain) - shared) < 0.6
+    with torch.no_grad():
+        expected = Deployable(ghost)(x)[0]
+    session = ort.InferenceSession(str(export_onnx(ghost, tmp_path / "g.onnx", "ibug68")))
+    points = session.run(None, {"image": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(points), expected, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="widths must be even"):
+        SmallNet(**{**kwargs, "widths": [8, 16, 27]}, block="ghost")
 
 
 def test_reparameterized_exports_are_folded(tmp_path):

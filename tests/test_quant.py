@@ -76,6 +76,8 @@ def test_fake_quantization_passes_gradients_and_refuses_nets_not_deployed():
         quant.attach(SmallNet(**KWARGS, reparam=True, norm=True))
     with pytest.raises(ValueError, match="weight_bits must be 7"):
         quant.attach(SmallNet(**KWARGS), weight_bits=4)
+    with pytest.raises(ValueError, match="not 'ghost'"):
+        quant.attach(SmallNet(**KWARGS, block="ghost"))
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,9 @@ class SmallNet(nn.Module):
         readings of the landmarks it neighbours (`codec.decode`). 0: DESIGN.md's head.
 
         block: "conv", DESIGN.md's plain 3x3 convs; "dw", depthwise-separable layers (a 3x3
-        depthwise conv and a 1x1 pointwise conv, each with LeakyReLU) after a plain first conv.
+        depthwise conv and a 1x1 pointwise conv, each with LeakyReLU) after a plain first conv;
+        "ghost", GhostNet's modules after a plain first conv: a 3x3 conv makes half of each
+        layer's channels and a cheap 3x3 depthwise conv on them the other half (`GhostConv`).
         reparam: train each conv with parallel branches (RepVGG / MobileOne: a 1x1 conv and, where
         the shapes allow, an identity, each with BatchNorm) that `deployed()` folds into one conv
         with bias: the deployed net is the plain stack of the same `block`, without `norm`."""
@@ -98,13 +100,20 @@ class SmallNet(nn.Module):
             layers: list[nn.Module] = []
             for i in range(depth):
                 stride = 2 if i == 0 else 1  # the first conv of a stage halves the resolution
-                if block == "dw" and not (stage == 0 and i == 0):  # the stem stays a plain conv
-                    layers += conv(in_ch, in_ch, 3, stride, groups=in_ch)
-                    layers.append(nn.LeakyReLU(negative_slope, inplace=True))
-                    layers += conv(in_ch, width, 1)
+                stem = stage == 0 and i == 0  # the stem stays a plain conv
+                if block == "ghost" and not stem:
+                    half = width // 2
+                    primary = [*conv(in_ch, half, 3, stride), nn.LeakyReLU(negative_slope, inplace=True)]
+                    cheap = [*conv(half, half, 3, groups=half), nn.LeakyReLU(negative_slope, inplace=True)]
+                    layers.append(GhostConv(primary, cheap))  # each half has its activation
                 else:
-                    layers += conv(in_ch, width, 3, stride)
-                layers.append(nn.LeakyReLU(negative_slope, inplace=True))
+                    if block == "dw" and not stem:
+                        layers += conv(in_ch, in_ch, 3, stride, groups=in_ch)
+                        layers.append(nn.LeakyReLU(negative_slope, inplace=True))
+                        layers += conv(in_ch, width, 1)
+                    else:
+                        layers += conv(in_ch, width, 3, stride)
+                    layers.append(nn.LeakyReLU(negative_slope, inplace=True))
                 in_ch = width
             self.stages.append(nn.Sequential(*layers))
 
@@ -206,6 +215,21 @@ class SmallNet(nn.Module):
         return points, sigma
 
 
+class GhostConv(nn.Module):
+    """GhostNet's module in place of a 3x3 conv with its activation: the primary conv makes half
+    of the output channels, a 3x3 depthwise conv on them (the cheap operation) the other half,
+    and the two halves are concatenated: about half the MACs of the plain conv."""
+
+    def __init__(self, primary: list[nn.Module], cheap: list[nn.Module]) -> None:
+        super().__init__()
+        self.primary = nn.Sequential(*primary)
+        self.cheap = nn.Sequential(*cheap)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = self.primary(x)
+        return torch.cat([half, self.cheap(half)], dim=1)
+
+
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)
@@ -278,12 +302,16 @@ def _to_head_grid(level_stride: int, head_stride: int, pool_cls: type[nn.Module]
 def _check_config(
     num_points, input_size, widths, depths, pool_levels, pool, decode, head_stride=None, block="conv"
 ) -> None:
-    if block not in ("conv", "dw"):
-        raise ValueError(f"block must be 'conv' (plain 3x3 convs) or 'dw' (depthwise-separable), got {block!r}")
+    if block not in ("conv", "dw", "ghost"):
+        raise ValueError(
+            f"block must be 'conv' (plain 3x3 convs), 'dw' (depthwise-separable) or 'ghost' (GhostNet), got {block!r}"
+        )
     if num_points < 1:
         raise ValueError(f"num_points must be positive, got {num_points}")
     if not widths or any(w < 1 for w in widths):
         raise ValueError(f"widths must be a non-empty list of positive channel counts, got {widths}")
+    if block == "ghost" and any(w % 2 for w in widths):
+        raise ValueError(f"block 'ghost' makes half of each layer's channels twice: widths must be even, got {widths}")
     if len(depths) != len(widths) or any(d < 1 for d in depths):
         raise ValueError(f"depths must give a positive conv count for each of the {len(widths)} stages, got {depths}")
     last_stride = 2 ** len(widths)

@@ -102,6 +102,10 @@ def attach(net: nn.Module, weight_bits: int = 7, momentum: float = 0.01) -> int:
     check_settings({"weight_bits": weight_bits, "momentum": momentum})
     if getattr(net, "reparam", False) or any(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
         raise ValueError("quantization-aware training needs the deployed net: no RepVGG branches, no BatchNorm")
+    if getattr(net, "config", {}).get("block") == "ghost":
+        # The export also quantizes a ghost module's concatenated output (the next conv's
+        # input) on a scale of its own, a rounding this simulation does not model.
+        raise ValueError("quantization-aware training supports block 'conv' and 'dw', not 'ghost'")
     layers = [m for m in net.stages.modules() if isinstance(m, nn.Conv2d | nn.LeakyReLU)]
     convs = [m for m in layers if isinstance(m, nn.Conv2d)]
     for i, layer in enumerate(layers):
