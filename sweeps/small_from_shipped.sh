@@ -25,6 +25,10 @@
 #                    restart taught the same way) at epoch 7 of 50, once F64TA had drawn level with
 #                    F64L4 on 300-W and stayed behind it on the plain split
 #   F96L5 / F64L5:   F96L4 / F64L4 again, 40 / 50 epochs from lr 0.0005
+#   D64 / D64C:      the shipped default's whole network at 64 px (seventeenth session): more capacity at
+#                    0.10 GMACs for fewer pixels. D64 keeps its 4x4 head grid's stride (16; 0.099 GMACs), D64C
+#                    has the head grid at stride 8 (8x8 cells) without its first stage's third conv (0.095);
+#                    from `smallnet_300w`, 60 epochs from lr 0.001
 # then the final epoch of each on the validations of docs/results.md.
 #   bash sweeps/small_from_shipped.sh OUT_DIR
 set -euo pipefail
@@ -51,6 +55,9 @@ run F64L4 "${FAST[@]}" $(at 64) $(again F64L3 60)
 run F64TA "${FAST[@]}" $(at 64) $(again F64L3 60) model.distill.teacher=smallnet_300w_fast
 run F96L5 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] $(again F96L4 40)
 run F64L5 "${FAST[@]}" $(at 64) $(again F64L4 50)
+default_at() { echo "model.net.input_size=64 model.net.head_stride=$1 model.net.width_mult=1.0 model.net.depths=$2"; }
+run D64 "${FAST[@]}" $(default_at 16 [3,4,4,2]) init_from=smallnet_300w trainer.max_epochs=60 model.optimizer.lr=0.001
+run D64C "${FAST[@]}" $(default_at 8 [2,4,4,2]) init_from=smallnet_300w trainer.max_epochs=60 model.optimizer.lr=0.001
 # Eval: the 300-W split (the issue's) and the plain split of every source, then each run paired
 # with the shipped fast model it started from (the same weights' price for the smaller input).
 evaluate() { # NAME CKPT
@@ -69,7 +76,8 @@ evaluate D80 "$OUT/D80/checkpoints/last.ckpt"
 for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/D80_$faces" "${OUT}_eval/F80_$faces"; done
 # Each restart paired with the run it continues; F96LR and F64TA also with their controls.
 pairs=(F96L:F96 F64L:F64 F96L2:F96L F64L2:F64L F64L3:F64L2 F96L3:F96L2 F96L4:F96L3 F96LR:F96L3 F64L4:F64L3 F64TA:F64L3 F96L5:F96L4 F64L5:F64L4)
-for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4; do
+# D64 with F96 (50 epochs from the shipped fast net) and F96L5 (the 0.10-GMAC chain's end), D64C with D64.
+for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4 D64:F96 D64:F96L5 D64C:D64; do
   name=${pair%:*} before=${pair#*:}
   evaluate $name "$OUT/$name/checkpoints/last.ckpt"
   for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/${name}_$faces" "${OUT}_eval/${before}_$faces"; done

@@ -490,7 +490,8 @@ def test_small_again_sweep_restarts_the_turned_sweeps_nets_on_the_default_split(
 def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(tmp_path, make_cfg):
     """sweeps/small_from_shipped.sh: F80 / F64 are the shipped fast model's very network (the
     weights fit) read at 80 / 64 px with the head grid at stride 8, F96 at 96 px less a conv, from
-    its weights; D80 the shipped default's net at 80 px less five convs, from its weights; all on the
+    its weights; D80 the shipped default's net at 80 px less five convs, D64 / D64C the whole of it at
+    64 px (D64C less one conv, on a finer grid), from its weights; all on the
     default split, taught by the shipped default with features, with the flip offset, each within
     the issue's GMACs; each restart (F96L, F64L, F96L2, ...) continues the run before it with its very
     network (F96LR: with RepVGG branches grown beside it), data and teacher (F64TA: the shipped fast
@@ -514,12 +515,19 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         "F64TA",
         "F96L5",
         "F64L5",
+        "D64",
+        "D64C",
     }
-    default = make_cfg(trains["D80"], tiny=False)  # the shipped default's net, cut to 0.10 GMACs
-    assert default.init_from == "smallnet_300w" and list(default.model.net.depths) == [1, 1, 4, 2]
     theirs = dict(load_model("smallnet_300w").hparams.net)
-    assert not network_difference({**default.model.net, "num_points": 68}, theirs, ignore=(*SHAPE_FREE_KEYS, "depths"))
-    assert count_macs(model_from(default.model, "ibug68").net) <= 0.10e9
+    # the shipped default's net: at 80 px cut by five convs, at 64 px whole or less one conv
+    for name, size, depths in (("D80", 80, [1, 1, 4, 2]), ("D64", 64, [3, 4, 4, 2]), ("D64C", 64, [2, 4, 4, 2])):
+        default = make_cfg(trains[name], tiny=False)
+        assert default.init_from == "smallnet_300w" and list(default.model.net.depths) == depths, name
+        assert default.model.net.input_size == size and default.model.distill.teacher == "smallnet_300w", name
+        ours = {**default.model.net, "num_points": 68}
+        assert not network_difference(ours, theirs, ignore=(*SHAPE_FREE_KEYS, "depths")), name
+        assert count_macs(model_from(default.model, "ibug68").net) <= 0.10e9, name
+    assert make_cfg(trains["D64"], tiny=False).model.net.head_stride == 16  # the default's own grid stride
     shipped = load_model("smallnet_300w_fast").hparams.net
     for name, size in (("F80", 80), ("F96", 96), ("F64", 64)):
         cfg = make_cfg(trains[name], tiny=False)

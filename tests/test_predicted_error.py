@@ -144,9 +144,15 @@ def test_shipped_onnx_and_checkpoint_agree(tmp_path):
 
     truth = synthetic_photo(tmp_path / "face.jpg", size=240)
     box = [*truth.min(0), *truth.max(0)]
-    for name in ("smallnet_300w", "smallnet_300w_fast"):
+    for name, size in (
+        ("smallnet_300w", 128),
+        ("smallnet_300w_fast", 128),
+        ("smallnet_300w_small", 96),
+        ("smallnet_300w_tiny", 64),
+    ):
         onnx, torch_ = (sl.load(name, backend=b)(tmp_path / "face.jpg", boxes=box)[0] for b in ("onnx", "torch"))
         iod = np.linalg.norm(torch_.points[36] - torch_.points[45])
         # int8 on a drawn face, far from the training photos: within 2% of the eye distance on average
-        assert np.linalg.norm(onnx.points - torch_.points, axis=1).mean() < 0.02 * iod, name
+        # for a 128-px input; its rounding is in input pixels, so a smaller input's tolerance is larger
+        assert np.linalg.norm(onnx.points - torch_.points, axis=1).mean() < 0.02 * 128 / size * iod, name
         assert onnx.predicted_nme == pytest.approx(torch_.predicted_nme, rel=0.1)

@@ -240,7 +240,33 @@ def test_evaluate_on_the_real_wflw_sample(make_cfg, tmp_path):
 
 
 # README / weights README: shipped weights on the 300-W validation split (soft decoding).
-SHIPPED_VAL_NME = {"smallnet_300w": 0.0308, "smallnet_300w_fast": 0.0318}
+SHIPPED_VAL_NME = {
+    "smallnet_300w": 0.0308,
+    "smallnet_300w_fast": 0.0318,
+    "smallnet_300w_small": 0.0327,
+    "smallnet_300w_tiny": 0.0347,
+}
+# README: GMACs of each shipped model at its own input size (the product line's cost tiers).
+SHIPPED_GMACS = {
+    "smallnet_300w": 0.396,
+    "smallnet_300w_fast": 0.182,
+    "smallnet_300w_small": 0.100,
+    "smallnet_300w_tiny": 0.050,
+}
+
+
+def test_shipped_models_are_the_documented_product_line():
+    from smallnet_lit.model.checkpoints import WEIGHTS_DIR
+    from smallnet_lit.model.module import load_model
+    from smallnet_lit.model.net import count_macs
+
+    assert {p.stem for p in WEIGHTS_DIR.glob("*.ckpt")} == set(SHIPPED_GMACS) == set(SHIPPED_VAL_NME)
+    assert {p.stem for p in WEIGHTS_DIR.glob("*.onnx")} == set(SHIPPED_GMACS)  # each with its int8 export
+    for name, gmacs in SHIPPED_GMACS.items():
+        assert count_macs(load_model(name).net) / 1e9 == pytest.approx(gmacs, abs=0.0005), name
+    # the two PFLD-GhostOne-cost tiers of issue "Small again": within 0.10 and 0.05 GMACs
+    assert count_macs(load_model("smallnet_300w_small").net) <= 0.10e9
+    assert count_macs(load_model("smallnet_300w_tiny").net) <= 0.05e9
 
 
 @pytest.mark.shared_data

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--model",
         default="smallnet_300w",
-        help="checkpoint (.ckpt), ONNX file (.onnx) or shipped model name (smallnet_300w, smallnet_300w_fast)",
+        help="checkpoint (.ckpt), ONNX file (.onnx) or shipped model name (smallnet_300w, smallnet_300w_fast, smallnet_300w_small, smallnet_300w_tiny)",
     )
     p.add_argument(
         "--backend",

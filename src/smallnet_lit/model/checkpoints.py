@@ -20,7 +20,7 @@ DEFAULT_CHECKPOINT = WEIGHTS_DIR / "smallnet_300w.ckpt"
 
 
 def resolve_model(model: str | Path) -> Path:
-    """A path, or the name of a shipped model (`smallnet_300w`, `smallnet_300w_fast`)."""
+    """A path, or the name of a shipped model (`smallnet_300w`, `smallnet_300w_fast`, `smallnet_300w_small`, `smallnet_300w_tiny`)."""
     path = Path(model)
     if path.is_file():
         return path
