@@ -478,6 +478,25 @@ def test_init_from_a_deeper_net_keeps_each_stages_first_convs(make_cfg):
         start_from(fast("[3,3,4,2]"), "smallnet_300w_fast")
 
 
+def test_init_from_a_plain_net_with_batchnorm_into_norm_false_folds_it(make_cfg):
+    """`init_from=smallnet_300w_tiny model.net.norm=false` (quantization-aware fine-tuning needs
+    the net without BatchNorm): each BatchNorm is folded into its conv, the same outputs."""
+    from smallnet_lit.train import start_from
+    from smallnet_lit.training.instantiate import model_from
+
+    at_64 = ["model.net.input_size=64", "model.net.head_stride=8"]
+    cfg = make_cfg(["+experiment=faces68_fast", "model.distill=null", "model.net.norm=false", *at_64], tiny=False)
+    model = model_from(cfg.model, "ibug68")
+    start_from(model, "smallnet_300w_tiny")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    shipped = load_model("smallnet_300w_tiny")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours, theirs = model.eval().net.forward_maps(x), shipped.net.forward_maps(x)
+    torch.testing.assert_close(ours.scores, theirs.scores, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ours.offsets, theirs.offsets, atol=1e-4, rtol=0)
+
+
 def test_init_from_a_plain_net_grows_repvgg_branches(make_cfg, checkpoint):
     """`init_from=smallnet_300w_fast model.net.reparam=true`: the shipped convs become the
     branches' main convs and the net starts computing exactly what the shipped one does (run

@@ -89,6 +89,11 @@ def start_from(model: L.LightningModule, weights: str) -> None:
         except ValueError as e:
             raise BadInputError(f"init_from={path}: {e}; this checkpoint's convs have no BatchNorm") from None
         log.info("%s grows RepVGG branches (1x1 and identity, starting at zero) beside its convs", path)
+    elif _plain_with_norm(ckpt["hyper_parameters"].get("net", {})) and not model.hparams.net.get("norm", False):
+        # each BatchNorm folded into its conv (its running statistics): the deployed net, e.g.
+        # for quantization-aware fine-tuning of a plain checkpoint (docs/operations.md)
+        ckpt = _with_net(ckpt, load_net(path).net.grown().deployed())
+        log.info("folding the BatchNorms of %s into its convs", path)
     ckpt = _first_convs_of_each_stage(ckpt, model, path)
     check_network(model, ckpt, f"init_from={weights}", ignore=SHAPE_FREE_KEYS)
     theirs, ours = ckpt["hyper_parameters"]["net"], model.hparams.net
@@ -104,6 +109,10 @@ def start_from(model: L.LightningModule, weights: str) -> None:
     if fresh := sorted(set(own) - set(fitting)):
         log.info("%s has no %s: trained from scratch", path, ", ".join(fresh))
     log.info("starting from the weights of %s", path)
+
+
+def _plain_with_norm(net_config: dict) -> bool:
+    return bool(net_config.get("norm")) and not net_config.get("reparam")
 
 
 def _with_net(ckpt: dict, net) -> dict:
