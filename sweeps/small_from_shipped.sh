@@ -29,6 +29,11 @@
 #                    0.10 GMACs for fewer pixels. D64 keeps its 4x4 head grid's stride (16; 0.099 GMACs), D64C
 #                    has the head grid at stride 8 (8x8 cells) without its first stage's third conv (0.095);
 #                    from `smallnet_300w`, 60 epochs from lr 0.001
+#   QF64:            `smallnet_300w_tiny` (F64L5's weights) fine-tuned for its int8 export: BatchNorm folded,
+#                    quantization-aware (7-bit weights), 15 epochs from lr 3e-5
+#   S96 / L96:       from scratch, the same recipe, 120 epochs (faces68_fast's length): S96 is F96's network,
+#                    L96 puts the GMACs in the late stages (24-40-96-224 channels, 1-2-3-3 convs: 1.42 M
+#                    parameters against 0.83 M, 0.097 GMACs): does more late-stage capacity train better?
 # then the final epoch of each on the validations of docs/results.md.
 #   bash sweeps/small_from_shipped.sh OUT_DIR
 set -euo pipefail
@@ -58,6 +63,11 @@ run F64L5 "${FAST[@]}" $(at 64) $(again F64L4 50)
 default_at() { echo "model.net.input_size=64 model.net.head_stride=$1 model.net.width_mult=1.0 model.net.depths=$2"; }
 run D64 "${FAST[@]}" $(default_at 16 [3,4,4,2]) init_from=smallnet_300w trainer.max_epochs=60 model.optimizer.lr=0.001
 run D64C "${FAST[@]}" $(default_at 8 [2,4,4,2]) init_from=smallnet_300w trainer.max_epochs=60 model.optimizer.lr=0.001
+run QF64 "${FAST[@]}" $(at 64) init_from=smallnet_300w_tiny model.net.norm=false 'model.quant_aware={weight_bits:7}' \
+  trainer.max_epochs=15 model.optimizer.lr=0.00003
+run S96 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] trainer.max_epochs=120
+run L96 "${FAST[@]}" $(at 96) model.net.width_mult=1.0 model.net.widths=[24,40,96,224] model.net.depths=[1,2,3,3] \
+  trainer.max_epochs=120
 # Eval: the 300-W split (the issue's) and the plain split of every source, then each run paired
 # with the shipped fast model it started from (the same weights' price for the smaller input).
 evaluate() { # NAME CKPT
@@ -76,8 +86,9 @@ evaluate D80 "$OUT/D80/checkpoints/last.ckpt"
 for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/D80_$faces" "${OUT}_eval/F80_$faces"; done
 # Each restart paired with the run it continues; F96LR and F64TA also with their controls.
 pairs=(F96L:F96 F64L:F64 F96L2:F96L F64L2:F64L F64L3:F64L2 F96L3:F96L2 F96L4:F96L3 F96LR:F96L3 F64L4:F64L3 F64TA:F64L3 F96L5:F96L4 F64L5:F64L4)
-# D64 with F96 (50 epochs from the shipped fast net) and F96L5 (the 0.10-GMAC chain's end), D64C with D64.
-for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4 D64:F96 D64:F96L5 D64C:D64; do
+# D64 with F96 (50 epochs from the shipped fast net) and F96L5 (the 0.10-GMAC chain's end), D64C with D64,
+# L96 with S96. QF64's int8 export: tools.int8_check (docs/speed.md).
+for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4 D64:F96 D64:F96L5 D64C:D64 L96:S96; do
   name=${pair%:*} before=${pair#*:}
   evaluate $name "$OUT/$name/checkpoints/last.ckpt"
   for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/${name}_$faces" "${OUT}_eval/${before}_$faces"; done

@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 from smallnet_lit.model.checkpoints import SHAPE_FREE_KEYS, network_difference
 from smallnet_lit.model.module import load_model
-from smallnet_lit.model.net import count_macs
+from smallnet_lit.model.net import count_macs, count_params
 from smallnet_lit.tools.compare import collect_local
 from smallnet_lit.tools.compare import main as compare_main
 from smallnet_lit.training.instantiate import model_from
@@ -517,6 +517,9 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         "F64L5",
         "D64",
         "D64C",
+        "QF64",
+        "S96",
+        "L96",
     }
     theirs = dict(load_model("smallnet_300w").hparams.net)
     # the shipped default's net: at 80 px cut by five convs, at 64 px whole or less one conv
@@ -528,6 +531,19 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         assert not network_difference(ours, theirs, ignore=(*SHAPE_FREE_KEYS, "depths")), name
         assert count_macs(model_from(default.model, "ibug68").net) <= 0.10e9, name
     assert make_cfg(trains["D64"], tiny=False).model.net.head_stride == 16  # the default's own grid stride
+    # QF64: the shipped tiny model, BatchNorm folded, quantization-aware; S96 / L96 from scratch
+    qat = make_cfg(trains["QF64"], tiny=False)
+    assert qat.init_from == "smallnet_300w_tiny" and not qat.model.net.norm and qat.model.quant_aware.weight_bits == 7
+    assert (qat.model.net.input_size, qat.model.net.head_stride) == (64, 8)
+    scratch = {name: make_cfg(trains[name], tiny=False) for name in ("S96", "L96")}
+    nets = {name: model_from(cfg.model, "ibug68").net for name, cfg in scratch.items()}
+    for name, cfg in scratch.items():
+        assert cfg.init_from is None and cfg.trainer.max_epochs == 120, name
+        assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
+        assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
+        assert count_macs(nets[name]) <= 0.10e9 and cfg.model.net.input_size == 96, name
+    assert scratch["S96"].data == scratch["L96"].data
+    assert count_params(nets["L96"]) > 1.6 * count_params(nets["S96"])  # the late stages' capacity
     shipped = load_model("smallnet_300w_fast").hparams.net
     for name, size in (("F80", 80), ("F96", 96), ("F64", 64)):
         cfg = make_cfg(trains[name], tiny=False)
