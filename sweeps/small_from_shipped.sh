@@ -34,6 +34,8 @@
 #   S96 / L96:       from scratch, the same recipe, 120 epochs (faces68_fast's length): S96 is F96's network,
 #                    L96 puts the GMACs in the late stages (24-40-96-224 channels, 1-2-3-3 convs: 1.42 M
 #                    parameters against 0.83 M, 0.097 GMACs): does more late-stage capacity train better?
+#                    L96 was stopped at epoch 72, 0.08-0.10% behind S96 at every validation since epoch 24
+#   S64:             F64's network (the tiny model's) at 64 px from scratch, the same recipe, 120 epochs
 # then the final epoch of each on the validations of docs/results.md.
 #   bash sweeps/small_from_shipped.sh OUT_DIR
 set -euo pipefail
@@ -68,6 +70,7 @@ run QF64 "${FAST[@]}" $(at 64) init_from=smallnet_300w_tiny model.net.norm=false
 run S96 "${FAST[@]}" $(at 96) model.net.depths=[1,3,4,2] trainer.max_epochs=120
 run L96 "${FAST[@]}" $(at 96) model.net.width_mult=1.0 model.net.widths=[24,40,96,224] model.net.depths=[1,2,3,3] \
   trainer.max_epochs=120
+run S64 "${FAST[@]}" $(at 64) trainer.max_epochs=120
 # Eval: the 300-W split (the issue's) and the plain split of every source, then each run paired
 # with the shipped fast model it started from (the same weights' price for the smaller input).
 evaluate() { # NAME CKPT
@@ -87,8 +90,8 @@ for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/D80
 # Each restart paired with the run it continues; F96LR and F64TA also with their controls.
 pairs=(F96L:F96 F64L:F64 F96L2:F96L F64L2:F64L F64L3:F64L2 F96L3:F96L2 F96L4:F96L3 F96LR:F96L3 F64L4:F64L3 F64TA:F64L3 F96L5:F96L4 F64L5:F64L4)
 # D64 with F96 (50 epochs from the shipped fast net) and F96L5 (the 0.10-GMAC chain's end), D64C with D64,
-# L96 with S96. QF64's int8 export: tools.int8_check (docs/speed.md).
-for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4 D64:F96 D64:F96L5 D64C:D64 L96:S96; do
+# S96 with F96 and F96L5, S64 with F64 and F64L5. QF64's int8 export: tools.int8_check (docs/speed.md).
+for pair in "${pairs[@]}" F96LR:F96L4 F64TA:F64L4 D64:F96 D64:F96L5 D64C:D64 S96:F96 S96:F96L5 S64:F64 S64:F64L5; do
   name=${pair%:*} before=${pair#*:}
   evaluate $name "$OUT/$name/checkpoints/last.ckpt"
   for faces in 300w plain; do python -m smallnet_lit.tools.paired "${OUT}_eval/${name}_$faces" "${OUT}_eval/${before}_$faces"; done

@@ -520,6 +520,7 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
         "QF64",
         "S96",
         "L96",
+        "S64",
     }
     theirs = dict(load_model("smallnet_300w").hparams.net)
     # the shipped default's net: at 80 px cut by five convs, at 64 px whole or less one conv
@@ -535,14 +536,17 @@ def test_small_from_shipped_sweep_reads_the_shipped_fast_net_at_smaller_inputs(t
     qat = make_cfg(trains["QF64"], tiny=False)
     assert qat.init_from == "smallnet_300w_tiny" and not qat.model.net.norm and qat.model.quant_aware.weight_bits == 7
     assert (qat.model.net.input_size, qat.model.net.head_stride) == (64, 8)
-    scratch = {name: make_cfg(trains[name], tiny=False) for name in ("S96", "L96")}
+    scratch = {name: make_cfg(trains[name], tiny=False) for name in ("S96", "L96", "S64")}
     nets = {name: model_from(cfg.model, "ibug68").net for name, cfg in scratch.items()}
     for name, cfg in scratch.items():
         assert cfg.init_from is None and cfg.trainer.max_epochs == 120, name
         assert (cfg.model.distill.teacher, cfg.model.distill.features) == ("smallnet_300w", 1.0), name
         assert {s.flip_offset for s in cfg.data.sources.values()} == {1.0}, name
-        assert count_macs(nets[name]) <= 0.10e9 and cfg.model.net.input_size == 96, name
-    assert scratch["S96"].data == scratch["L96"].data
+        assert count_macs(nets[name]) <= (0.05e9 if name == "S64" else 0.10e9), name
+        assert cfg.model.net.input_size == int(name[1:]) and cfg.model.net.head_stride == 8, name
+    assert scratch["S96"].data == scratch["L96"].data == scratch["S64"].data
+    for name, chain in (("S96", "F96"), ("S64", "F64")):  # the shipped small / tiny model's network, from scratch
+        assert scratch[name].model.net == make_cfg(trains[chain], tiny=False).model.net, name
     assert count_params(nets["L96"]) > 1.6 * count_params(nets["S96"])  # the late stages' capacity
     shipped = load_model("smallnet_300w_fast").hparams.net
     for name, size in (("F80", 80), ("F96", 96), ("F64", 64)):
