@@ -24,6 +24,7 @@ from smallnet_lit.data.errors import BadInputError
 from smallnet_lit.inference.detect import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
 from smallnet_lit.inference.smoothing import SMOOTHERS
 from smallnet_lit.inference.writer import PredictionWriter
+from smallnet_lit.model.checkpoints import shipped_names
 
 log = logging.getLogger("smallnet_lit.predict")
 
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--model",
         default="smallnet_300w",
-        help="checkpoint (.ckpt), ONNX file (.onnx) or shipped model name (smallnet_300w, smallnet_300w_fast, smallnet_300w_small, smallnet_300w_tiny)",
+        help=f"checkpoint (.ckpt), ONNX file (.onnx) or shipped model name ({', '.join(shipped_names())})",
     )
     p.add_argument(
         "--backend",

@@ -120,8 +120,7 @@ def load(
     detector: str = DEFAULT_DETECTOR,
     backend: str | None = None,
 ) -> Landmarker:
-    """A Landmarker for a shipped model name (`smallnet_300w`, `smallnet_300w_fast`,
-    `smallnet_300w_small`, `smallnet_300w_tiny`), a checkpoint or an exported ONNX file;
-    `detector` is "mtcnn" or "haar"; `backend` "onnx" or "torch" (default: ONNX Runtime for
-    shipped models, which starts without torch)."""
+    """A Landmarker for a shipped model's name (`model.checkpoints.shipped_names()`,
+    weights/README.md), a checkpoint or an exported ONNX file; `detector` is "mtcnn" or "haar";
+    `backend` "onnx" or "torch" (default: ONNX Runtime for shipped models, which starts without torch)."""
     return Landmarker(model, device, min_face, detector, backend)

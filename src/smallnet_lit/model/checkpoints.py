@@ -19,15 +19,20 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "smallnet_300w.ckpt"
 
 
+def shipped_names() -> list[str]:
+    """The shipped models' names: the checkpoints in weights/ (their README says what each is)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt"))
+
+
 def resolve_model(model: str | Path) -> Path:
-    """A path, or the name of a shipped model (`smallnet_300w`, `smallnet_300w_fast`, `smallnet_300w_small`, `smallnet_300w_tiny`)."""
+    """A path, or the name of a shipped model (`shipped_names()`)."""
     path = Path(model)
     if path.is_file():
         return path
     shipped = WEIGHTS_DIR / f"{model}.ckpt"
     if shipped.is_file():
         return shipped
-    names = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))
+    names = ", ".join(shipped_names())
     raise FileNotFoundError(f"model not found: {model} (not a file, nor a shipped model: {names})")
 
 

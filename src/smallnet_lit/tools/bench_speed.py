@@ -191,12 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds < 1:
         p.error(f"--rounds must be positive, got {args.rounds}")
 
-    from smallnet_lit.model.checkpoints import WEIGHTS_DIR, model_protocol
+    from smallnet_lit.model.checkpoints import model_protocol, shipped_names
     from smallnet_lit.model.module import load_model
 
     nets: dict[str, SmallNet] = {}
     offsets: dict[str, tuple[float, float]] = {}  # a model's protocol offset, which scoring adds
-    names = args.models or ([] if args.arch else sorted(p.stem for p in WEIGHTS_DIR.glob("*.ckpt")))
+    names = args.models or ([] if args.arch else shipped_names())
     for item in names:
         label, _, path = item.rpartition("=")  # LABEL=CHECKPOINT names a run in the table and plot
         model = load_model(path)
